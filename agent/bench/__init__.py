@@ -1,0 +1,1 @@
+"""`netpol-agent bench`: speed and size measured against the kernel's own cost."""

@@ -1,0 +1,1 @@
+"""The kernel edge: the only code that runs iptables, ipset, conntrack or imports pyroute2/iptc."""

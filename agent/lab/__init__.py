@@ -1,0 +1,1 @@
+"""The lab: an API server, node namespaces and lab kubelets, driven with kubectl."""

@@ -1,0 +1,1 @@
+"""Reading Kubernetes manifests (YAML/JSON files, directories, Lists) into the domain model."""

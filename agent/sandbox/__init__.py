@@ -1,0 +1,1 @@
+"""Scratch network namespaces we create, use and always remove (tests, lab, bench)."""
