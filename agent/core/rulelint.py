@@ -1,0 +1,79 @@
+"""Structural checks of a ruleset, before it goes anywhere near a kernel.
+
+The kernel rejects some mistakes (a jump to a missing chain, a missing set) and
+silently accepts others (an orphan chain nobody jumps to, an empty chain that
+makes a jump pointless, a set of the wrong family that never matches). Tests
+run `lint` on every compiled ruleset; the applier may run it as a last guard.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from agent.core import naming
+from agent.core.ruleset import Ruleset, SetType, TargetKind
+
+
+def lint(ruleset: Ruleset) -> list[str]:
+    """Every structural problem found, as readable lines; [] when the ruleset is sound."""
+    problems: list[str] = []
+    used_sets: set[str] = set()
+    for family, table in sorted(ruleset.tables.items()):
+        where = f"v{int(family)}"
+        chains = table.by_name()
+        if len(chains) != len(table.chains):
+            problems.append(f"{where}: duplicate chain names")
+        referenced: set[str] = set()
+        for hook in table.hooks:
+            referenced.add(hook.chain)
+            if hook.chain not in chains:
+                problems.append(f"{where}: {hook.builtin} jumps to missing chain {hook.chain}")
+        for chain in table.chains:
+            if not naming.owned_chain(chain.name) or len(chain.name) > naming.MAX_CHAIN:
+                problems.append(f"{where}: chain name {chain.name!r} not owned or too long")
+            for i, rule in enumerate(chain.rules, start=1):
+                at = f"{where} {chain.name}#{i}"
+                if len(rule.comment) > naming.MAX_COMMENT or naming.comment(rule.comment) != (
+                    rule.comment
+                ):
+                    problems.append(f"{at}: comment {rule.comment!r} not sanitised")
+                if rule.dport is not None and rule.protocol is None:
+                    problems.append(f"{at}: a port without a protocol")
+                for addr in (rule.src, rule.dst):
+                    if addr is not None and ipaddress.ip_network(addr).version != int(family):
+                        problems.append(f"{at}: address {addr} of the wrong family")
+                t = rule.target
+                if t.kind is TargetKind.JUMP:
+                    referenced.add(t.chain)
+                    target = chains.get(t.chain)
+                    if target is None:
+                        problems.append(f"{at}: jump to missing chain {t.chain}")
+                    elif not target.rules:
+                        problems.append(f"{at}: jump to empty chain {t.chain}")
+                for s in rule.sets:
+                    used_sets.add(s.name)
+                    ipset = ruleset.sets.get(s.name)
+                    if ipset is None:
+                        problems.append(f"{at}: reference to missing set {s.name}")
+                    elif ipset.family is not family:
+                        problems.append(f"{at}: set {s.name} is v{int(ipset.family)}")
+        for name in sorted(set(chains) - referenced):
+            problems.append(f"{where}: orphan chain {name} (nothing jumps to it)")
+    for name, ipset in sorted(ruleset.sets.items()):
+        if name != ipset.name:
+            problems.append(f"set {name}: keyed under another name {ipset.name}")
+        if not naming.owned_set(name) or len(name) > naming.MAX_SET:
+            problems.append(f"set name {name!r} not owned or too long")
+        if name not in used_sets:
+            problems.append(f"set {name}: no rule uses it")
+        if ipset.nomatch and ipset.type is not SetType.HASH_NET:
+            problems.append(f"set {name}: nomatch entries need hash:net")
+        for entry in (*ipset.members, *ipset.nomatch):
+            net = ipaddress.ip_network(entry, strict=False)
+            if net.version != int(ipset.family):
+                problems.append(f"set {name}: entry {entry} of the wrong family")
+            elif net.prefixlen == 0:
+                problems.append(f"set {name}: hash:net cannot hold /0 ({entry})")
+            elif ipset.type is SetType.HASH_IP and net.prefixlen != net.max_prefixlen:
+                problems.append(f"set {name}: hash:ip entry {entry} is a network")
+    return problems

@@ -1,0 +1,279 @@
+"""The desired ruleset: what one node's kernel should hold, as a plain value.
+
+`compile_ruleset` produces it, `render.plan` turns the difference between two
+of them into iptables-restore / ipset text, the python-iptables backend builds
+`iptc` rules from the same structured fields, and the tracer runs packets
+through it. Rules are structured (matches and a target), not strings, so each
+consumer reads the fields it needs; `Rule.spec()` is the one canonical text,
+written the way `iptables-save` prints it (`-s/-d/-i/-o/-p` first, then the
+matches in order, then `-j`), so a payload and a read-back compare as text.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.core.model import Family, Protocol
+
+
+class TargetKind(enum.Enum):
+    JUMP = "JUMP"
+    ACCEPT = "ACCEPT"
+    DROP = "DROP"
+    REJECT = "REJECT"
+    RETURN = "RETURN"
+    MARK = "MARK"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    chain: str = ""  # JUMP
+    mark_value: int = 0  # MARK: --set-xmark value/mask
+    mark_mask: int = 0
+    reject_with: str = ""  # REJECT: icmp-port-unreachable / icmp6-port-unreachable
+
+    @property
+    def terminal(self) -> bool:
+        return self.kind in (TargetKind.ACCEPT, TargetKind.DROP, TargetKind.REJECT)
+
+    def spec(self) -> str:
+        if self.kind is TargetKind.JUMP:
+            return f"-j {self.chain}"
+        if self.kind is TargetKind.MARK:
+            return f"-j MARK --set-xmark {self.mark_value:#x}/{self.mark_mask:#x}"
+        if self.kind is TargetKind.REJECT:
+            return f"-j REJECT --reject-with {self.reject_with}"
+        return f"-j {self.kind.value}"
+
+
+def jump(chain: str) -> Target:
+    return Target(TargetKind.JUMP, chain=chain)
+
+
+ACCEPT = Target(TargetKind.ACCEPT)
+DROP = Target(TargetKind.DROP)
+RETURN = Target(TargetKind.RETURN)
+
+
+@dataclass(frozen=True, slots=True)
+class SetMatch:
+    """`-m set [!] --match-set NAME src|dst`."""
+
+    name: str
+    direction: str  # "src" or "dst"
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarkMatch:
+    """`-m mark [!] --mark VALUE/MASK`."""
+
+    value: int
+    mask: int
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One iptables rule: all matches ANDed, then the target."""
+
+    target: Target
+    comment: str = ""
+    src: str | None = None  # CIDR with prefix length, e.g. 10.244.0.10/32
+    dst: str | None = None
+    in_interface: str | None = None
+    out_interface: str | None = None
+    protocol: Protocol | None = None
+    dport: tuple[int, int] | None = None  # inclusive range; (80, 80) is one port
+    sets: tuple[SetMatch, ...] = ()
+    ctstate: tuple[str, ...] = ()  # e.g. ("RELATED", "ESTABLISHED")
+    mark: MarkMatch | None = None
+
+    def spec(self) -> str:
+        """The rule as `iptables-save` prints it, without `-A CHAIN`."""
+        out: list[str] = []
+        if self.src is not None:
+            out.append(f"-s {self.src}")
+        if self.dst is not None:
+            out.append(f"-d {self.dst}")
+        if self.in_interface is not None:
+            out.append(f"-i {self.in_interface}")
+        if self.out_interface is not None:
+            out.append(f"-o {self.out_interface}")
+        if self.protocol is not None:
+            out.append(f"-p {self.protocol.value.lower()}")
+        if self.comment:
+            out.append(f"-m comment --comment {quote(self.comment)}")
+        if self.ctstate:
+            out.append(f"-m conntrack --ctstate {','.join(self.ctstate)}")
+        if self.mark is not None:
+            neg = "! " if self.mark.negate else ""
+            out.append(f"-m mark {neg}--mark {self.mark.value:#x}/{self.mark.mask:#x}")
+        for s in self.sets:
+            neg = "! " if s.negate else ""
+            out.append(f"-m set {neg}--match-set {s.name} {s.direction}")
+        if self.dport is not None:
+            assert self.protocol is not None, "a port needs a protocol"
+            lo, hi = self.dport
+            ports = str(lo) if lo == hi else f"{lo}:{hi}"
+            proto = self.protocol.value.lower()
+            out.append(f"-m {proto} --dport {ports}")
+        out.append(self.target.spec())
+        return " ".join(out)
+
+    def render(self, chain: str) -> str:
+        return f"-A {chain} {self.spec()}"
+
+
+_NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def quote(value: str) -> str:
+    """Quote like xtables_save_string: bare when only [-_A-Za-z0-9], else in double quotes."""
+    if value and all(c in _NO_QUOTE for c in value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
+    return f'"{escaped}"'
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    name: str
+    rules: tuple[Rule, ...] = ()
+
+    def render(self) -> list[str]:
+        return [r.render(self.name) for r in self.rules]
+
+
+class SetType(enum.Enum):
+    HASH_IP = "hash:ip"
+    HASH_NET = "hash:net"
+
+
+MAXELEM = 262144
+
+
+@dataclass(frozen=True, slots=True)
+class IPSet:
+    """An ipset: members (addresses or CIDRs) plus `nomatch` CIDRs (hash:net only)."""
+
+    name: str
+    type: SetType
+    family: Family
+    members: frozenset[str] = frozenset()
+    nomatch: frozenset[str] = frozenset()
+    description: str = ""  # what it holds, for humans (not sent to the kernel)
+
+    def create_line(self, name: str | None = None) -> str:
+        fam = "inet" if self.family is Family.V4 else "inet6"
+        return f"create {name or self.name} {self.type.value} family {fam} maxelem {MAXELEM}"
+
+    def entries(self) -> list[tuple[str, bool]]:
+        """(entry, is_nomatch), canonically sorted (by address, then prefix)."""
+        out = [(m, False) for m in self.members] + [(m, True) for m in self.nomatch]
+        out.sort(key=lambda e: (entry_sort_key(e[0]), e[1]))
+        return out
+
+    def add_lines(self, name: str | None = None) -> list[str]:
+        target = name or self.name
+        return [f"add {target} {e}{' nomatch' if nm else ''}" for e, nm in self.entries()]
+
+    def contains(self, ip: str) -> bool:
+        """The kernel's answer to `--match-set NAME` for one address.
+
+        hash:net looks the address up from the most specific prefix to the
+        least; the first entry found decides, and a `nomatch` entry means no.
+        """
+        addr = ipaddress.ip_address(ip)
+        if addr.version != int(self.family):
+            return False
+        if self.type is SetType.HASH_IP:
+            return str(addr) in self.members
+        best: tuple[int, bool] | None = None
+        for entry, nomatch in self.entries():
+            net = ipaddress.ip_network(entry, strict=False)
+            if addr in net and (best is None or net.prefixlen > best[0]):
+                best = (net.prefixlen, nomatch)
+        return best is not None and not best[1]
+
+
+def entry_sort_key(entry: str) -> tuple[int, int, int]:
+    """Sort set entries by address (numerically), then prefix length."""
+    if "/" not in entry:
+        addr = ipaddress.ip_address(entry)
+        return (addr.version, int(addr), addr.max_prefixlen)
+    net = ipaddress.ip_network(entry, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+@dataclass(frozen=True, slots=True)
+class Hook:
+    """The jump at position 1 of a built-in chain into one of our top chains."""
+
+    builtin: str
+    chain: str
+
+    def rule(self) -> Rule:
+        return Rule(jump(self.chain), comment="netpol-agent")
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """The filter table of one family: our chains, in order (top chains first)."""
+
+    family: Family
+    chains: tuple[Chain, ...] = ()
+    hooks: tuple[Hook, ...] = ()
+
+    def chain(self, name: str) -> Chain | None:
+        for c in self.chains:
+            if c.name == name:
+                return c
+        return None
+
+    def by_name(self) -> dict[str, Chain]:
+        return {c.name: c for c in self.chains}
+
+    def rule_count(self) -> int:
+        return sum(len(c.rules) for c in self.chains)
+
+    def render(self) -> str:
+        """The table as `iptables-save` would show our part: chains sorted, then rules."""
+        lines = ["*filter"]
+        lines += [f":{c.name} - [0:0]" for c in sorted(self.chains, key=lambda c: c.name)]
+        lines += [h.rule().render(h.builtin) for h in self.hooks]
+        for c in sorted(self.chains, key=lambda c: c.name):
+            lines += c.render()
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """Everything for one node: a filter table per family, and the ipsets they use."""
+
+    tables: Mapping[Family, Table] = field(default_factory=dict)
+    sets: Mapping[str, IPSet] = field(default_factory=dict)
+    mark: int = 0  # the one mark bit we use, e.g. 0x200000
+
+    def table(self, family: Family) -> Table:
+        return self.tables.get(family) or Table(family)
+
+    def sets_of(self, family: Family) -> list[IPSet]:
+        return sorted((s for s in self.sets.values() if s.family is family), key=lambda s: s.name)
+
+    def render_sets(self, family: Family | None = None) -> str:
+        """`ipset save`-like text of our sets (all families unless one is given)."""
+        lines: list[str] = []
+        for s in sorted(self.sets.values(), key=lambda s: s.name):
+            if family is not None and s.family is not family:
+                continue
+            if s.description:
+                lines.append(f"# {s.description}")
+            lines.append(s.create_line())
+            lines += s.add_lines()
+        return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,269 @@
+"""The packet tracer: run one packet through a compiled ruleset, as the kernel would.
+
+`trace` walks the filter table of one family from a built-in hook (FORWARD,
+INPUT, OUTPUT) through our jump at position 1, evaluating each rule's matches
+(addresses, interfaces, protocol, ports, ipsets, conntrack state, mark) and
+following jumps, returns, MARK and the terminal targets, like kube-proxy's
+packet-flow tests. The result names every rule the packet matched, so a test
+failure shows the path. Falling off our top chain means "not our business":
+the built-in chain goes on (verdict PASS, counted as allowed).
+
+`RulesetEvaluator` answers the reference evaluator's question ("may src reach
+dst on port/protocol?") through compile + trace: egress is traced on the
+source's node, ingress on the destination's node; pods on the same node are
+one bridged FORWARD pass that visits both.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from agent.core.compile import CompileOptions, compile_ruleset, node_addresses
+from agent.core.errors import InputError
+from agent.core.model import ClusterState, Family, Pod, Protocol, family_of
+from agent.core.ruleset import Chain, Rule, Ruleset, TargetKind
+
+ALLOWING = ("ACCEPT", "PASS")
+_MAX_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    src: str
+    dst: str
+    protocol: Protocol
+    dport: int
+    ctstate: str = "NEW"  # NEW, ESTABLISHED, RELATED, INVALID
+    hook: str = "FORWARD"  # FORWARD, INPUT, OUTPUT
+    in_interface: str | None = None
+    out_interface: str | None = None
+    mark: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    chain: str
+    position: int  # 1-based, as `iptables -L --line-numbers`
+    rule: str
+
+    def __str__(self) -> str:
+        return f"{self.chain}#{self.position}: {self.rule}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    packet: Packet
+    verdict: str  # ACCEPT, DROP, REJECT or PASS (fell through our chains)
+    steps: tuple[Step, ...] = ()
+    mark: int = 0
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict in ALLOWING
+
+    def __str__(self) -> str:
+        p = self.packet
+        head = (
+            f"{p.hook} {p.protocol.value} {p.src} -> {p.dst}:{p.dport} [{p.ctstate}]: "
+            f"{self.verdict}"
+        )
+        return "\n".join([head, *(f"  {s}" for s in self.steps)])
+
+
+class TraceError(Exception):
+    """The ruleset is broken (a jump to a missing chain, a missing set, a loop)."""
+
+
+def trace(ruleset: Ruleset, packet: Packet) -> Trace:
+    family = family_of(packet.src)
+    if family_of(packet.dst) is not family:
+        raise InputError(f"packet {packet.src} -> {packet.dst} mixes address families")
+    table = ruleset.table(family)
+    walker = _Walker(ruleset, table.by_name(), packet)
+    for hook in table.hooks:
+        if hook.builtin == packet.hook:
+            walker.steps.append(Step(hook.builtin, 1, hook.rule().spec()))
+            verdict = walker.run(hook.chain, 0) or "PASS"
+            return Trace(packet, verdict, tuple(walker.steps), walker.mark)
+    return Trace(packet, "PASS", (), packet.mark)
+
+
+@dataclass
+class _Walker:
+    ruleset: Ruleset
+    chains: dict[str, Chain]
+    packet: Packet
+    steps: list[Step] = field(default_factory=list)
+    mark: int = 0
+
+    def __post_init__(self) -> None:
+        self.mark = self.packet.mark
+
+    def run(self, chain_name: str, depth: int) -> str | None:
+        """Evaluate a chain: a terminal verdict, or None when it returns."""
+        if depth > _MAX_DEPTH:
+            raise TraceError(f"jump depth over {_MAX_DEPTH} at {chain_name}: a loop?")
+        chain = self.chains.get(chain_name)
+        if chain is None:
+            raise TraceError(f"jump to missing chain {chain_name}")
+        for i, rule in enumerate(chain.rules, start=1):
+            if not self.matches(rule):
+                continue
+            self.steps.append(Step(chain_name, i, rule.spec()))
+            t = rule.target
+            if t.kind is TargetKind.JUMP:
+                verdict = self.run(t.chain, depth + 1)
+                if verdict is not None:
+                    return verdict
+            elif t.kind is TargetKind.RETURN:
+                return None
+            elif t.kind is TargetKind.MARK:
+                self.mark = (self.mark & ~t.mark_mask) ^ t.mark_value
+            else:
+                return str(t.kind.value)
+        return None
+
+    def matches(self, rule: Rule) -> bool:
+        p = self.packet
+        if rule.src is not None and not _in(p.src, rule.src):
+            return False
+        if rule.dst is not None and not _in(p.dst, rule.dst):
+            return False
+        if rule.in_interface is not None and not _iface(p.in_interface, rule.in_interface):
+            return False
+        if rule.out_interface is not None and not _iface(p.out_interface, rule.out_interface):
+            return False
+        if rule.protocol is not None and rule.protocol is not p.protocol:
+            return False
+        if rule.dport is not None and not rule.dport[0] <= p.dport <= rule.dport[1]:
+            return False
+        if rule.ctstate and p.ctstate not in rule.ctstate:
+            return False
+        if rule.mark is not None:
+            hit = (self.mark & rule.mark.mask) == rule.mark.value
+            if hit == rule.mark.negate:
+                return False
+        for s in rule.sets:
+            ipset = self.ruleset.sets.get(s.name)
+            if ipset is None:
+                raise TraceError(f"rule references missing set {s.name}: {rule.spec()}")
+            hit = ipset.contains(p.src if s.direction == "src" else p.dst)
+            if hit == s.negate:
+                return False
+        return True
+
+
+def _in(ip: str, cidr: str) -> bool:
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+
+
+def _iface(actual: str | None, wanted: str) -> bool:
+    if actual is None:
+        return False
+    if wanted.endswith("+"):
+        return actual.startswith(wanted[:-1])
+    return actual == wanted
+
+
+Endpoint = Pod | str
+
+
+class RulesetEvaluator:
+    """`ReferenceEvaluator.allowed`, answered by compiling each node and tracing packets."""
+
+    def __init__(self, state: ClusterState, options: CompileOptions | None = None) -> None:
+        self.state = state
+        self.options = options or CompileOptions()
+        self._compiled: dict[str, Ruleset] = {}
+
+    def ruleset(self, node: str) -> Ruleset:
+        hit = self._compiled.get(node)
+        if hit is None:
+            hit = compile_ruleset(self.state, node=node, options=self.options)
+            self._compiled[node] = hit
+        return hit
+
+    def allowed(
+        self,
+        src: Endpoint,
+        dst: Endpoint,
+        port: int,
+        protocol: Protocol,
+        *,
+        family: Family | None = None,
+    ) -> bool:
+        traces = self.traces(src, dst, port, protocol, family=family)
+        return traces is not None and all(t.allowed for _, t in traces)
+
+    def traces(
+        self,
+        src: Endpoint,
+        dst: Endpoint,
+        port: int,
+        protocol: Protocol,
+        *,
+        family: Family | None = None,
+    ) -> list[tuple[str, Trace]] | None:
+        """(node, trace) for each pass the packet makes; [] when nothing can stop it,
+        None when no packet can be sent at all (no address, no shared family)."""
+        src, dst = _canonical(src), _canonical(dst)
+        if isinstance(src, Pod) and isinstance(dst, Pod) and src.uid == dst.uid:
+            return []  # never leaves the pod's network namespace
+        src_ip, dst_ip = _addresses(src, dst, family)
+        if src_ip is None or dst_ip is None:
+            return None
+        out: list[tuple[str, Trace]] = []
+        src_node = src.node if isinstance(src, Pod) and src.is_networked else None
+        dst_node = dst.node if isinstance(dst, Pod) else None
+        if src_node is not None:
+            own = set(node_addresses(self.state, src_node, self.options.allow_cidrs))
+            to_host = dst_ip in own or (
+                isinstance(dst, Pod) and not dst.is_networked and dst.node == src_node
+            )
+            hook = "INPUT" if to_host else "FORWARD"
+            packet = Packet(src_ip, dst_ip, protocol, port, hook=hook)
+            out.append((src_node, trace(self.ruleset(src_node), packet)))
+        if dst_node is not None and dst_node != src_node:
+            own = set(node_addresses(self.state, dst_node, self.options.allow_cidrs))
+            local_host = isinstance(src, Pod) and not src.is_networked and src.node == dst_node
+            hook = "OUTPUT" if local_host or src_ip in own else "FORWARD"
+            packet = Packet(src_ip, dst_ip, protocol, port, hook=hook)
+            out.append((dst_node, trace(self.ruleset(dst_node), packet)))
+        return out
+
+
+def _canonical(end: Endpoint) -> Endpoint:
+    if isinstance(end, Pod):
+        return end
+    try:
+        return str(ipaddress.ip_address(end.strip()))
+    except ValueError:
+        raise InputError(f"{end!r} is neither a pod nor an IP address") from None
+
+
+def _usable(end: Endpoint) -> bool:
+    """Pods that can send or receive: networked ones, or hostNetwork ones with an IP."""
+    return not isinstance(end, Pod) or end.is_networked or (end.host_network and bool(end.ips))
+
+
+def _addresses(src: Endpoint, dst: Endpoint, family: Family | None) -> tuple[str | None, ...]:
+    """The packet's addresses: the destination's first family the source also has."""
+    if not (_usable(src) and _usable(dst)):
+        return (None, None)
+
+    def families(end: Endpoint) -> list[Family]:
+        ips = [end] if isinstance(end, str) else list(end.ips)
+        return list(dict.fromkeys(family_of(ip) for ip in ips))
+
+    shared = [f for f in families(dst) if f in families(src)]
+    if family is not None:
+        shared = [family] if family in shared else []
+    if not shared:
+        return (None, None)
+
+    def first(end: Endpoint) -> str:
+        ip = end if isinstance(end, str) else end.ips_of(shared[0])[0]
+        return str(ipaddress.ip_address(ip))
+
+    return (first(src), first(dst))
