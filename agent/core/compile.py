@@ -12,32 +12,31 @@ Layout per family (docs/rules.md shows it as annotated iptables-save):
     NPA-PI-<policy> / NPA-PE-<policy>: one rule per (peer, port): set match -> MARK
 
 Peers are ipsets whose names derive from the selector, never from membership,
-so pod churn changes set members only. Named ports are always resolved on the
-destination (the selected pod for ingress, the peer for egress) with a set of
-"pods whose port NAME/PROTO is N" matched on dst plus `--dport N`; that keeps
-one chain per policy shared by all the pods it selects.
+so pod churn changes set members only. A named port always resolves on the
+destination pod (the selected pod for ingress, the peer for egress), so it is
+one `hash:ip,port` set per (name, protocol) holding every pod's
+`IP,proto:number`, matched with `dst,dst`: one rule, whatever numbers the pods
+use, shared by every pod the policy selects, and still only set members change
+when pods come and go.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.core import naming
 from agent.core.errors import ConfigError
+from agent.core.ipsets import SetBuilder
 from agent.core.model import (
-    MATCH_ALL,
     ClusterState,
     Direction,
     Family,
     NetworkPolicy,
-    Peer,
     Pod,
     PolicyPort,
     Protocol,
-    family_of,
 )
 from agent.core.podindex import PodIndex
 from agent.core.ruleset import (
@@ -46,20 +45,24 @@ from agent.core.ruleset import (
     RETURN,
     Chain,
     Hook,
-    IPSet,
     MarkMatch,
     Rule,
     Ruleset,
     SetMatch,
-    SetType,
     Table,
     Target,
     TargetKind,
     jump,
 )
-from agent.core.selectors import format_selector, selector_matches
+from agent.core.selectors import selector_matches
 
 KUBE_PROXY_BITS = (14, 15)  # 0x4000 masquerade, 0x8000 drop
+ND_TYPES = (133, 134, 135, 136)  # ICMPv6 router/neighbour solicitation/advertisement
+HOOKS = (
+    Hook("FORWARD", naming.TOP_FORWARD),
+    Hook("INPUT", naming.TOP_INPUT),
+    Hook("OUTPUT", naming.TOP_OUTPUT),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,45 +104,23 @@ def compile_ruleset(state: ClusterState, *, node: str, options: CompileOptions) 
     return _Compiler(state, node, options, PodIndex(state)).run()
 
 
-def net_entries(cidr: str) -> list[str]:
-    """ipset entries for a CIDR: bare address for a host prefix, /0 split in two /1."""
-    net = ipaddress.ip_network(cidr, strict=False)
-    if net.prefixlen == 0:
-        return [str(n) for n in net.subnets(prefixlen_diff=1)]
-    if net.prefixlen == net.max_prefixlen:
-        return [str(net.network_address)]
-    return [str(net)]
-
-
-def node_addresses(state: ClusterState, node: str, allow_cidrs: Iterable[str]) -> list[str]:
-    """The node's own addresses, each pod CIDR's first address (cni0), and --allow-cidr."""
-    out: list[str] = []
-    known = state.nodes.get(node)
-    if known is not None:
-        out += list(known.addresses)
-        for cidr in known.pod_cidrs:
-            out.append(str(ipaddress.ip_network(cidr, strict=False).network_address + 1))
-    return out + list(allow_cidrs)
-
-
 class _Compiler:
     def __init__(
         self, state: ClusterState, node: str, options: CompileOptions, index: PodIndex
     ) -> None:
         self.state, self.node, self.options, self.index = state, node, options, index
         self.mark = options.mark
-        self.sets: dict[str, IPSet] = {}
-        self.local = [p for p in index.pods if p.node == node]
+        self.setb = SetBuilder(state, node, options.allow_cidrs, index)
+        local = (p for p in index.pods if p.node == node)
+        self.local = sorted(local, key=lambda p: (p.namespace, p.name, p.uid))
         self.policies: dict[str, list[NetworkPolicy]] = defaultdict(list)
         for policy in sorted(state.policies.values(), key=lambda p: p.key):
             self.policies[policy.namespace].append(policy)
-        # (pod uid, direction) -> the policies isolating it; and the reverse.
+        # (local pod uid, direction) -> the policies isolating it, sorted by ns/name.
         self.isolating: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
-        self.selected_local: dict[str, list[Pod]] = defaultdict(list)
         for pod in self.local:
             for policy in self.policies.get(pod.namespace, ()):
                 if selector_matches(policy.pod_selector, pod.labels):
-                    self.selected_local[policy.key].append(pod)
                     for d in sorted(policy.policy_types, key=lambda d: d.value):
                         self.isolating.setdefault((pod.uid, d), []).append(policy)
 
@@ -147,64 +128,74 @@ class _Compiler:
 
     def run(self) -> Ruleset:
         tables = {f: self.table(f) for f in self.options.families}
-        return Ruleset(tables=tables, sets=dict(sorted(self.sets.items())), mark=self.mark)
+        sets = dict(sorted(self.setb.sets.items()))
+        return Ruleset(tables=tables, sets=sets, mark=self.mark)
 
     def table(self, family: Family) -> Table:
         self.chains: dict[str, Chain] = {}
         self.policy_memo: dict[tuple[str, Direction], str | None] = {}
+        egress, ingress = self.dispatch(family)
+        top = self.top_chains(family, egress, ingress)
+        rest = sorted(self.chains.values(), key=lambda c: c.name)
+        return Table(family, chains=(*top, *rest), hooks=HOOKS)
+
+    def dispatch(self, family: Family) -> tuple[list[Rule], list[Rule]]:
+        """Egress and ingress dispatch rules; builds pod, policy and drop chains on the way."""
         dispatch: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
         dropped: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
+        drop = self.drop_target(family)
         for pod in self.local:
             ips = pod.ips_of(family)
             for d in (Direction.EGRESS, Direction.INGRESS):
                 policies = self.isolating.get((pod.uid, d))
                 if not ips or policies is None:
-                    continue
+                    continue  # not isolated in this direction: no chain, untouched
                 chain = self.pod_chain(pod, d, policies, family)
+                text = naming.comment(f"{pod.key} {d.value.lower()}")
                 for ip in ips:
                     host = _host(ip)
                     src, dst = (host, None) if d is Direction.EGRESS else (None, host)
-                    text = f"{pod.key} {d.value.lower()}"
-                    dispatch[d].append(
-                        Rule(jump(chain), comment=naming.comment(text), src=src, dst=dst)
-                    )
-                    drop = self.drop_target(family)
-                    dropped[d].append(Rule(drop, comment=naming.comment(pod.key), src=src, dst=dst))
+                    dispatch[d].append(Rule(jump(chain), comment=text, src=src, dst=dst))
+                    who = naming.comment(pod.key)
+                    dropped[d].append(Rule(drop, comment=who, src=src, dst=dst))
         for d, name in (
             (Direction.INGRESS, naming.DROP_INGRESS),
             (Direction.EGRESS, naming.DROP_EGRESS),
         ):
             if dropped[d]:
-                final = Rule(self.drop_target(family), comment="no policy allows")
+                final = Rule(drop, comment="no policy allows")
                 self.chains[name] = Chain(name, (*dropped[d], final))
+        return dispatch[Direction.EGRESS], dispatch[Direction.INGRESS]
+
+    def top_chains(self, family: Family, egress: list[Rule], ingress: list[Rule]) -> list[Chain]:
+        """NPA-FORWARD, NPA-INPUT, NPA-OUTPUT: conntrack head, mark reset, dispatch."""
         clear = Rule(self.set_mark(0), comment="clear the netpol-agent mark")
-        marked = MarkMatch(self.mark, self.mark)
+        # IPv6 neighbour discovery (router/neighbour solicitation and advertisement)
+        # between pods and with the node must pass, or no IPv6 traffic flows at all.
+        nd_accept = [
+            Rule(ACCEPT, comment="IPv6 neighbour discovery", icmpv6_type=t)
+            for t in (ND_TYPES if family is Family.V6 else ())
+        ]
+        nd_return = [replace(r, target=RETURN) for r in nd_accept]
         fwd = [
+            *nd_accept,
             Rule(DROP, comment="drop invalid", ctstate=("INVALID",)),
             Rule(ACCEPT, comment="established", ctstate=("RELATED", "ESTABLISHED")),
         ]
-        if dispatch[Direction.EGRESS] or dispatch[Direction.INGRESS]:
-            fwd += [clear, *dispatch[Direction.EGRESS], *dispatch[Direction.INGRESS]]
-            fwd.append(Rule(ACCEPT, comment="allowed by policy", mark=marked))
+        if egress or ingress:
+            allowed = Rule(
+                ACCEPT, comment="allowed by policy", mark=MarkMatch(self.mark, self.mark)
+            )
+            fwd += [clear, *egress, *ingress, allowed]
+        # INPUT/OUTPUT carry the host's own traffic too: leave it to the host's rules.
         established = Rule(RETURN, comment="established", ctstate=("RELATED", "ESTABLISHED"))
-        inp = [established]
-        if dispatch[Direction.EGRESS]:
-            inp += [clear, *dispatch[Direction.EGRESS]]
-        out = [established]
-        if dispatch[Direction.INGRESS]:
-            out += [clear, *dispatch[Direction.INGRESS]]
-        top = [
+        inp = [*nd_return, established, *([clear, *egress] if egress else [])]
+        out = [*nd_return, established, *([clear, *ingress] if ingress else [])]
+        return [
             Chain(naming.TOP_FORWARD, tuple(fwd)),
             Chain(naming.TOP_INPUT, tuple(inp)),
             Chain(naming.TOP_OUTPUT, tuple(out)),
         ]
-        hooks = (
-            Hook("FORWARD", naming.TOP_FORWARD),
-            Hook("INPUT", naming.TOP_INPUT),
-            Hook("OUTPUT", naming.TOP_OUTPUT),
-        )
-        rest = sorted(self.chains.values(), key=lambda c: c.name)
-        return Table(family, chains=(*top, *rest), hooks=hooks)
 
     # -- chains -------------------------------------------------------------------------
 
@@ -217,7 +208,7 @@ class _Compiler:
             rules.append(
                 Rule(self.set_mark(0), comment=naming.comment(f"{pod.key} ingress: clear mark"))
             )
-            node_set = self.node_set(family)
+            node_set = self.setb.node_set(family)
             if node_set is not None:
                 rules.append(
                     Rule(
@@ -250,16 +241,15 @@ class _Compiler:
         way = "src" if d is Direction.INGRESS else "dst"
         for ri, rule in enumerate(policy.rules(d)):
             text = f"{policy.key} {d.value.lower()}[{ri}]"
-            peers: list[tuple[SetMatch | None, list[Pod] | None]] = []
+            peers: list[SetMatch | None] = []
             if not rule.peers:
-                peers.append((None, None))
+                peers.append(None)
             for peer in rule.peers:
-                resolved = self.peer_set(policy, peer, family)
-                if resolved is not None:
-                    set_name, members = resolved
-                    peers.append((SetMatch(set_name, way), members))
-            for peer_match, members in peers:
-                for proto, dport, port_set in self.ports(policy, d, rule.ports, members, family):
+                set_name = self.setb.peer_set(policy, peer, family)
+                if set_name is not None:
+                    peers.append(SetMatch(set_name, way))
+            for peer_match in peers:
+                for proto, dport, port_set in self.ports(rule.ports, family):
                     sets = tuple(s for s in (peer_match, port_set) if s is not None)
                     target = self.set_mark(self.mark)
                     rules.append(
@@ -280,13 +270,9 @@ class _Compiler:
         return name
 
     def ports(
-        self,
-        policy: NetworkPolicy,
-        d: Direction,
-        ports: tuple[PolicyPort, ...],
-        peer_pods: list[Pod] | None,
-        family: Family,
+        self, ports: tuple[PolicyPort, ...], family: Family
     ) -> list[tuple[Protocol | None, tuple[int, int] | None, SetMatch | None]]:
+        """(protocol, port range, named-port set) per entry; one (None, None, None) = any."""
         out: list[tuple[Protocol | None, tuple[int, int] | None, SetMatch | None]] = []
         if not ports:
             return [(None, None, None)]
@@ -295,113 +281,12 @@ class _Compiler:
                 out.append((pp.protocol, None, None))
             elif isinstance(pp.port, int):
                 out.append((pp.protocol, (pp.port, pp.end_port or pp.port), None))
-            else:
-                for number in self.named_numbers(policy, d, pp.port, pp.protocol, peer_pods):
-                    port_set = self.named_port_set(pp.port, pp.protocol, number, family)
-                    out.append((pp.protocol, (number, number), SetMatch(port_set, "dst")))
+            else:  # resolved on the destination pod, whichever direction: dst IP + dst port
+                port_set = self.setb.named_port_set(pp.port, pp.protocol, family)
+                out.append((pp.protocol, None, SetMatch(port_set, "dst,dst")))
         return out
 
-    def named_numbers(
-        self,
-        policy: NetworkPolicy,
-        d: Direction,
-        name: str,
-        protocol: Protocol,
-        peer_pods: list[Pod] | None,
-    ) -> list[int]:
-        """The numbers a named port can stand for at the destination of this rule."""
-        if d is Direction.INGRESS:
-            candidates: Iterable[Pod] = self.selected_local.get(policy.key, ())
-        elif peer_pods is not None:
-            candidates = peer_pods
-        else:
-            return self.index.named_port_numbers(name, protocol)
-        return sorted(
-            {
-                cp.port
-                for p in candidates
-                for cp in p.ports
-                if cp.name == name and cp.protocol is protocol
-            }
-        )
-
     # -- sets ----------------------------------------------------------------------------
-
-    def peer_set(
-        self, policy: NetworkPolicy, peer: Peer, family: Family
-    ) -> tuple[str, list[Pod] | None] | None:
-        """(set name, member pods or None for an ipBlock), or None if it matches nothing here."""
-        if peer.ip_block is not None:
-            return self.block_set(peer.ip_block.cidr, peer.ip_block.excepts, family)
-        if peer.pod_selector is None and peer.namespace_selector is None:
-            return None
-        if peer.namespace_selector is None:
-            scope, namespaces = f"ns={policy.namespace}", frozenset({policy.namespace})
-            where = f"namespace {policy.namespace}"
-        else:
-            scope = f"nssel={naming.selector_key(peer.namespace_selector)}"
-            namespaces = self.index.namespaces_matching(peer.namespace_selector)
-            where = f"namespaces {format_selector(peer.namespace_selector)}"
-        selector = peer.pod_selector or MATCH_ALL
-        pods = self.index.select(scope, namespaces, selector)
-        key = f"sel|{scope}|{naming.selector_key(selector)}"
-        name = naming.set_name(naming.SET_SELECTOR, family, key)
-        if name not in self.sets:
-            members = frozenset(_canon(ip) for p in pods for ip in p.ips_of(family))
-            what = f"pods {format_selector(selector)} in {where}"
-            self.sets[name] = IPSet(name, SetType.HASH_IP, family, members, description=what)
-        return name, list(pods)
-
-    def block_set(
-        self, cidr: str, excepts: tuple[str, ...], family: Family
-    ) -> tuple[str, None] | None:
-        if family_of(cidr) is not family:
-            return None
-        net = ipaddress.ip_network(cidr, strict=False)
-        holes = []
-        for e in excepts:
-            hole = ipaddress.ip_network(e, strict=False)
-            if hole.version != net.version or not hole.overlaps(net):
-                continue
-            if hole.supernet_of(net):  # type: ignore[arg-type]
-                return None  # the except swallows the whole block
-            holes.append(hole)
-        key = f"block|{net}|{','.join(sorted(str(h) for h in set(holes)))}"
-        name = naming.set_name(naming.SET_BLOCK, family, key)
-        if name not in self.sets:
-            nomatch = frozenset(e for h in holes for e in net_entries(str(h)))
-            members = frozenset(net_entries(str(net))) - nomatch
-            what = f"ipBlock {net}" + (
-                f" except {', '.join(sorted(map(str, holes)))}" if holes else ""
-            )
-            self.sets[name] = IPSet(name, SetType.HASH_NET, family, members, nomatch, what)
-        return name, None
-
-    def named_port_set(self, port: str, protocol: Protocol, number: int, family: Family) -> str:
-        key = f"port|{port}|{protocol.value}|{number}"
-        name = naming.set_name(naming.SET_NAMED_PORT, family, key)
-        if name not in self.sets:
-            pods = self.index.named_port_pods(port, protocol, number)
-            members = frozenset(_canon(ip) for p in pods for ip in p.ips_of(family))
-            what = f"pods whose port {port}/{protocol.value} is {number}"
-            self.sets[name] = IPSet(name, SetType.HASH_IP, family, members, description=what)
-        return name
-
-    def node_set(self, family: Family) -> str | None:
-        entries = {
-            e
-            for a in node_addresses(self.state, self.node, self.options.allow_cidrs)
-            if family_of(a) is family
-            for e in net_entries(a)
-        }
-        if not entries:
-            return None
-        name = naming.set_name(naming.SET_NODE, family, f"node|{self.node}")
-        what = f"addresses of node {self.node} (always allowed to its pods)"
-        self.sets[name] = IPSet(
-            name, SetType.HASH_NET, family, frozenset(entries), description=what
-        )
-        return name
 
     # -- targets -------------------------------------------------------------------------
 
@@ -418,7 +303,3 @@ class _Compiler:
 def _host(ip: str) -> str:
     addr = ipaddress.ip_address(ip)
     return f"{addr}/{addr.max_prefixlen}"
-
-
-def _canon(ip: str) -> str:
-    return str(ipaddress.ip_address(ip))

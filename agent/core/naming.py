@@ -30,10 +30,11 @@ TOP_OUTPUT = "NPA-OUTPUT"
 DROP_INGRESS = "NPA-DROP-INGRESS"
 DROP_EGRESS = "NPA-DROP-EGRESS"
 
-# Set kinds: one letter each, then the family digit.
+# Set kinds: one letter each, then the family digit. A kind's set type must never
+# change: `ipset swap` refuses to swap in a set of another type left by an older agent.
 SET_SELECTOR = "s"  # hash:ip, pods matched by (namespace scope, pod selector)
 SET_BLOCK = "b"  # hash:net, an ipBlock with its excepts as nomatch entries
-SET_NAMED_PORT = "p"  # hash:ip, pods with containerPort (name, protocol) = number
+SET_NAMED_PORT = "p"  # hash:ip,port, (pod IP, proto:number) of a named containerPort
 SET_NODE = "n"  # hash:net, the node's own addresses, bridge gateways, --allow-cidr
 _TEMP_MARK = "t"  # npa-t<kind><family>-...: scratch copy for create-fill-swap
 
@@ -53,7 +54,7 @@ def pod_chain(direction: str, pod_uid: str) -> str:
 def policy_chain(direction: str, policy_key: str) -> str:
     """NPA-PI-<hash> / NPA-PE-<hash>: one policy's ingress or egress rules."""
     tag = "PI" if direction == "ingress" else "PE"
-    return f"{CHAIN_PREFIX}{tag}-{digest(policy_key)}"
+    return f"{CHAIN_PREFIX}{tag}-{digest('policy|' + policy_key)}"
 
 
 def set_name(kind: str, family: Family, key: str) -> str:

@@ -20,9 +20,7 @@ class PodIndex:
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
-        self.pods: list[Pod] = sorted(
-            (p for p in state.pods.values() if p.is_networked), key=lambda p: (p.key, p.uid)
-        )
+        self.pods: list[Pod] = [p for p in state.pods.values() if p.is_networked]
         self.by_ns: dict[str, list[Pod]] = defaultdict(list)
         self.by_label: dict[tuple[str, str], list[Pod]] = defaultdict(list)
         self.by_named_port: dict[tuple[str, Protocol], dict[int, list[Pod]]] = defaultdict(
@@ -78,9 +76,6 @@ class PodIndex:
         self._memo[memo_key] = result
         return result
 
-    def named_port_numbers(self, name: str, protocol: Protocol) -> list[int]:
-        """Every number any pod in the cluster gives the named port (name, protocol)."""
-        return sorted(self.by_named_port.get((name, protocol), {}))
-
-    def named_port_pods(self, name: str, protocol: Protocol, number: int) -> list[Pod]:
-        return self.by_named_port.get((name, protocol), {}).get(number, [])
+    def named_port(self, name: str, protocol: Protocol) -> dict[int, list[Pod]]:
+        """number -> pods, for every pod with a containerPort called `name` on `protocol`."""
+        return self.by_named_port.get((name, protocol), {})

@@ -7,8 +7,9 @@ A plan has three steps, run in this order by the dataplane:
    swapped in), changed sets get `del`/`add` of the differing members. No rule
    ever sees a half-filled set: rules that reference a set only arrive in step 2.
 2. `iptables[family]` (`iptables-restore --noflush --wait`, one per family):
-   declares (and so flushes) only the chains whose body changed, rewrites them,
-   flushes stale chains and finally deletes them (`-X`). Hook lines (the jumps
+   declares (and so flushes) only the chains whose body changed (compared rule
+   by rule with the previous ruleset), rewrites them, flushes stale chains and
+   finally deletes them (`-X`). Hook lines (the jumps
    at position 1 of FORWARD/INPUT/OUTPUT) depend on what the built-in chains
    hold now; `Plan.payload(family, builtin_rules)` merges them in.
 3. `ipset_after`: `destroy` for sets no rule references any more.
@@ -92,6 +93,7 @@ def hook_lines(hook: Hook, current: Sequence[str]) -> list[str]:
 
 
 def chain_digest(chain: Chain) -> str:
+    """A hash of a chain's body, for comparing with what the kernel holds."""
     h = hashlib.sha256()
     for line in chain.render():
         h.update(line.encode())
@@ -111,14 +113,16 @@ def plan(
     iptables: dict[Family, str] = {}
     for family, table in desired.tables.items():
         if previous is None:
-            old: dict[str, str | None] = dict.fromkeys((kernel_chains or {}).get(family, ()), None)
+            old: dict[str, Chain | None] = dict.fromkeys(
+                (kernel_chains or {}).get(family, ()), None
+            )
         else:
-            old = {c.name: chain_digest(c) for c in previous.table(family).chains}
+            old = {c.name: c for c in previous.table(family).chains}
         iptables[family] = _plan_chains(table.chains, old, counts, full=previous is None)
     if previous is not None:  # a family we no longer manage: remove all its chains
         for family, table in previous.tables.items():
             if family not in desired.tables:
-                old = {c.name: None for c in table.chains}
+                old = dict.fromkeys((c.name for c in table.chains), None)
                 iptables[family] = _plan_chains((), old, counts, full=False)
     hooks = {f: t.hooks for f, t in desired.tables.items()}
     return Plan(
@@ -132,12 +136,10 @@ def plan(
 
 
 def _plan_chains(
-    chains: Sequence[Chain], old: Mapping[str, str | None], counts: dict[str, int], *, full: bool
+    chains: Sequence[Chain], old: Mapping[str, Chain | None], counts: dict[str, int], *, full: bool
 ) -> str:
     wanted = {c.name: c for c in chains}
-    write = sorted(
-        (c for c in chains if full or old.get(c.name) != chain_digest(c)), key=lambda c: c.name
-    )
+    write = sorted((c for c in chains if full or old.get(c.name) != c), key=lambda c: c.name)
     stale = sorted(n for n in old if n not in wanted and naming.owned_chain(n))
     if not write and not stale:
         return ""
@@ -195,10 +197,12 @@ def _delta(prev: IPSet, new: IPSet, counts: dict[str, int]) -> list[str]:
     """del/add lines turning prev's members into new's (dels first: a flag change is both)."""
     if prev.members == new.members and prev.nomatch == new.nomatch:
         return []
-    old_entries = {(m, False) for m in prev.members} | {(m, True) for m in prev.nomatch}
-    new_entries = {(m, False) for m in new.members} | {(m, True) for m in new.nomatch}
-    gone = sorted(old_entries - new_entries, key=_entry_key)
-    came = sorted(new_entries - old_entries, key=_entry_key)
+    gone = [(m, False) for m in prev.members - new.members]
+    gone += [(m, True) for m in prev.nomatch - new.nomatch]
+    came = [(m, False) for m in new.members - prev.members]
+    came += [(m, True) for m in new.nomatch - prev.nomatch]
+    gone.sort(key=_entry_key)
+    came.sort(key=_entry_key)
     counts["set_entries_removed"] += len(gone)
     counts["set_entries_added"] += len(came)
     out = [f"del {new.name} {e}" for e, _ in gone]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 from agent.core import naming
+from agent.core.model import Family
 from agent.core.ruleset import Ruleset, SetType, TargetKind
 
 
@@ -39,6 +40,8 @@ def lint(ruleset: Ruleset) -> list[str]:
                     problems.append(f"{at}: comment {rule.comment!r} not sanitised")
                 if rule.dport is not None and rule.protocol is None:
                     problems.append(f"{at}: a port without a protocol")
+                if rule.icmpv6_type is not None and (family is not Family.V6 or rule.protocol):
+                    problems.append(f"{at}: an ICMPv6 match outside IPv6 or with a protocol")
                 for addr in (rule.src, rule.dst):
                     if addr is not None and ipaddress.ip_network(addr).version != int(family):
                         problems.append(f"{at}: address {addr} of the wrong family")
@@ -57,6 +60,10 @@ def lint(ruleset: Ruleset) -> list[str]:
                         problems.append(f"{at}: reference to missing set {s.name}")
                     elif ipset.family is not family:
                         problems.append(f"{at}: set {s.name} is v{int(ipset.family)}")
+                    elif (ipset.type is SetType.HASH_IP_PORT) != (s.direction == "dst,dst"):
+                        problems.append(f"{at}: flags {s.direction} do not fit {ipset.type.value}")
+                    elif s.direction == "dst,dst" and rule.protocol is None:
+                        problems.append(f"{at}: an IP,port set without a protocol")
         for name in sorted(set(chains) - referenced):
             problems.append(f"{where}: orphan chain {name} (nothing jumps to it)")
     for name, ipset in sorted(ruleset.sets.items()):
@@ -69,6 +76,12 @@ def lint(ruleset: Ruleset) -> list[str]:
         if ipset.nomatch and ipset.type is not SetType.HASH_NET:
             problems.append(f"set {name}: nomatch entries need hash:net")
         for entry in (*ipset.members, *ipset.nomatch):
+            if ipset.type is SetType.HASH_IP_PORT:
+                ip, _, proto_port = entry.partition(",")
+                proto, _, port = proto_port.partition(":")
+                if proto not in ("tcp", "udp", "sctp") or not port.isdigit():
+                    problems.append(f"set {name}: entry {entry} is not IP,proto:port")
+                entry = ip
             net = ipaddress.ip_network(entry, strict=False)
             if net.version != int(ipset.family):
                 problems.append(f"set {name}: entry {entry} of the wrong family")

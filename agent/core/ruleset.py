@@ -12,6 +12,7 @@ matches in order, then `-j`), so a payload and a read-back compare as text.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,10 +62,10 @@ RETURN = Target(TargetKind.RETURN)
 
 @dataclass(frozen=True, slots=True)
 class SetMatch:
-    """`-m set [!] --match-set NAME src|dst`."""
+    """`-m set [!] --match-set NAME FLAGS`: FLAGS src, dst, or dst,dst for hash:ip,port."""
 
     name: str
-    direction: str  # "src" or "dst"
+    direction: str  # "src", "dst" or "dst,dst" (destination address and port)
     negate: bool = False
 
 
@@ -92,6 +93,7 @@ class Rule:
     sets: tuple[SetMatch, ...] = ()
     ctstate: tuple[str, ...] = ()  # e.g. ("RELATED", "ESTABLISHED")
     mark: MarkMatch | None = None
+    icmpv6_type: int | None = None  # `-p ipv6-icmp -m icmp6 --icmpv6-type N` (protocol unset)
 
     def spec(self) -> str:
         """The rule as `iptables-save` prints it, without `-A CHAIN`."""
@@ -106,6 +108,8 @@ class Rule:
             out.append(f"-o {self.out_interface}")
         if self.protocol is not None:
             out.append(f"-p {self.protocol.value.lower()}")
+        elif self.icmpv6_type is not None:
+            out.append("-p ipv6-icmp")
         if self.comment:
             out.append(f"-m comment --comment {quote(self.comment)}")
         if self.ctstate:
@@ -116,6 +120,8 @@ class Rule:
         for s in self.sets:
             neg = "! " if s.negate else ""
             out.append(f"-m set {neg}--match-set {s.name} {s.direction}")
+        if self.icmpv6_type is not None:
+            out.append(f"-m icmp6 --icmpv6-type {self.icmpv6_type}")
         if self.dport is not None:
             assert self.protocol is not None, "a port needs a protocol"
             lo, hi = self.dport
@@ -152,6 +158,7 @@ class Chain:
 class SetType(enum.Enum):
     HASH_IP = "hash:ip"
     HASH_NET = "hash:net"
+    HASH_IP_PORT = "hash:ip,port"  # entries "10.244.0.10,tcp:80"
 
 
 MAXELEM = 262144
@@ -182,27 +189,46 @@ class IPSet:
         target = name or self.name
         return [f"add {target} {e}{' nomatch' if nm else ''}" for e, nm in self.entries()]
 
-    def contains(self, ip: str) -> bool:
-        """The kernel's answer to `--match-set NAME` for one address.
+    def contains(self, ip: str, protocol: str = "", port: int = 0) -> bool:
+        """The kernel's answer to `--match-set NAME` for one address (and port).
 
         hash:net looks the address up from the most specific prefix to the
         least; the first entry found decides, and a `nomatch` entry means no.
+        hash:ip,port needs the protocol (lower case) and port too.
         """
-        addr = ipaddress.ip_address(ip)
+        addr = _address(ip)
         if addr.version != int(self.family):
             return False
         if self.type is SetType.HASH_IP:
             return str(addr) in self.members
+        if self.type is SetType.HASH_IP_PORT:
+            return f"{addr},{protocol}:{port}" in self.members
         best: tuple[int, bool] | None = None
-        for entry, nomatch in self.entries():
-            net = ipaddress.ip_network(entry, strict=False)
-            if addr in net and (best is None or net.prefixlen > best[0]):
-                best = (net.prefixlen, nomatch)
+        for entries, nomatch in ((self.members, False), (self.nomatch, True)):
+            for entry in entries:
+                net = _network(entry)
+                if addr in net and (best is None or net.prefixlen > best[0]):
+                    best = (net.prefixlen, nomatch)
         return best is not None and not best[1]
 
 
+@functools.lru_cache(maxsize=65536)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(ip)
+
+
+@functools.lru_cache(maxsize=65536)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+@functools.lru_cache(maxsize=1 << 17)
 def entry_sort_key(entry: str) -> tuple[int, int, int]:
-    """Sort set entries by address (numerically), then prefix length."""
+    """Sort set entries by address (numerically), then prefix length (or port)."""
+    if "," in entry:  # hash:ip,port
+        ip, _, proto_port = entry.partition(",")
+        addr = ipaddress.ip_address(ip)
+        return (addr.version, int(addr), int(proto_port.rpartition(":")[2]))
     if "/" not in entry:
         addr = ipaddress.ip_address(entry)
         return (addr.version, int(addr), addr.max_prefixlen)

@@ -16,13 +16,16 @@ one bridged FORWARD pass that visits both.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
-from agent.core.compile import CompileOptions, compile_ruleset, node_addresses
+from agent.core.compile import CompileOptions, compile_ruleset
 from agent.core.errors import InputError
+from agent.core.ipsets import node_addresses
 from agent.core.model import ClusterState, Family, Pod, Protocol, family_of
-from agent.core.ruleset import Chain, Rule, Ruleset, TargetKind
+from agent.core.ruleset import Rule, Ruleset, TargetKind
+from agent.core.traceindex import TableIndex
 
 ALLOWING = ("ACCEPT", "PASS")
 _MAX_DEPTH = 32
@@ -45,10 +48,10 @@ class Packet:
 class Step:
     chain: str
     position: int  # 1-based, as `iptables -L --line-numbers`
-    rule: str
+    rule: Rule
 
     def __str__(self) -> str:
-        return f"{self.chain}#{self.position}: {self.rule}"
+        return f"{self.chain}#{self.position}: {self.rule.spec()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +78,16 @@ class TraceError(Exception):
     """The ruleset is broken (a jump to a missing chain, a missing set, a loop)."""
 
 
-def trace(ruleset: Ruleset, packet: Packet) -> Trace:
+def trace(ruleset: Ruleset, packet: Packet, *, index: TableIndex | None = None) -> Trace:
+    """Run `packet` through `ruleset`; pass the table's `index` when tracing many packets."""
     family = family_of(packet.src)
     if family_of(packet.dst) is not family:
         raise InputError(f"packet {packet.src} -> {packet.dst} mixes address families")
     table = ruleset.table(family)
-    walker = _Walker(ruleset, table.by_name(), packet)
+    walker = _Walker(ruleset, index if index is not None else TableIndex(table), packet)
     for hook in table.hooks:
         if hook.builtin == packet.hook:
-            walker.steps.append(Step(hook.builtin, 1, hook.rule().spec()))
+            walker.steps.append(Step(hook.builtin, 1, hook.rule()))
             verdict = walker.run(hook.chain, 0) or "PASS"
             return Trace(packet, verdict, tuple(walker.steps), walker.mark)
     return Trace(packet, "PASS", (), packet.mark)
@@ -92,7 +96,7 @@ def trace(ruleset: Ruleset, packet: Packet) -> Trace:
 @dataclass
 class _Walker:
     ruleset: Ruleset
-    chains: dict[str, Chain]
+    index: TableIndex
     packet: Packet
     steps: list[Step] = field(default_factory=list)
     mark: int = 0
@@ -104,13 +108,14 @@ class _Walker:
         """Evaluate a chain: a terminal verdict, or None when it returns."""
         if depth > _MAX_DEPTH:
             raise TraceError(f"jump depth over {_MAX_DEPTH} at {chain_name}: a loop?")
-        chain = self.chains.get(chain_name)
+        chain = self.index.chains.get(chain_name)
         if chain is None:
             raise TraceError(f"jump to missing chain {chain_name}")
-        for i, rule in enumerate(chain.rules, start=1):
+        for i in self.index.candidates(chain, self.packet.src, self.packet.dst):
+            rule = chain.rules[i]
             if not self.matches(rule):
                 continue
-            self.steps.append(Step(chain_name, i, rule.spec()))
+            self.steps.append(Step(chain_name, i + 1, rule))
             t = rule.target
             if t.kind is TargetKind.JUMP:
                 verdict = self.run(t.chain, depth + 1)
@@ -136,6 +141,8 @@ class _Walker:
             return False
         if rule.protocol is not None and rule.protocol is not p.protocol:
             return False
+        if rule.icmpv6_type is not None:  # our packets are TCP, UDP or SCTP
+            return False
         if rule.dport is not None and not rule.dport[0] <= p.dport <= rule.dport[1]:
             return False
         if rule.ctstate and p.ctstate not in rule.ctstate:
@@ -148,13 +155,23 @@ class _Walker:
             ipset = self.ruleset.sets.get(s.name)
             if ipset is None:
                 raise TraceError(f"rule references missing set {s.name}: {rule.spec()}")
-            hit = ipset.contains(p.src if s.direction == "src" else p.dst)
+            if s.direction == "dst,dst":
+                hit = ipset.contains(p.dst, p.protocol.value.lower(), p.dport)
+            else:
+                hit = ipset.contains(p.src if s.direction == "src" else p.dst)
             if hit == s.negate:
                 return False
         return True
 
 
 def _in(ip: str, cidr: str) -> bool:
+    if cidr.endswith(("/32", "/128")):  # dispatch rules: a plain comparison
+        return cidr[: cidr.rindex("/")] == ip
+    return _in_net(ip, cidr)
+
+
+@functools.lru_cache(maxsize=65536)
+def _in_net(ip: str, cidr: str) -> bool:
     return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
 
 
@@ -176,13 +193,31 @@ class RulesetEvaluator:
         self.state = state
         self.options = options or CompileOptions()
         self._compiled: dict[str, Ruleset] = {}
+        self._own: dict[str, frozenset[str]] = {}
+        self._index: dict[tuple[str, Family], TableIndex] = {}
+
+    def own_addresses(self, node: str) -> frozenset[str]:
+        """The addresses a node's packets to its pods come from (OUTPUT, not FORWARD)."""
+        hit = self._own.get(node)
+        if hit is None:
+            addrs = node_addresses(self.state, node, ())
+            hit = frozenset(str(ipaddress.ip_address(a)) for a in addrs)
+            self._own[node] = hit
+        return hit
 
     def ruleset(self, node: str) -> Ruleset:
         hit = self._compiled.get(node)
         if hit is None:
             hit = compile_ruleset(self.state, node=node, options=self.options)
             self._compiled[node] = hit
+            for family, table in hit.tables.items():
+                self._index[(node, family)] = TableIndex(table)
         return hit
+
+    def _trace(self, node: str, packet: Packet) -> Trace:
+        ruleset = self.ruleset(node)
+        index = self._index.get((node, family_of(packet.src)))
+        return trace(ruleset, packet, index=index)
 
     def allowed(
         self,
@@ -217,19 +252,17 @@ class RulesetEvaluator:
         src_node = src.node if isinstance(src, Pod) and src.is_networked else None
         dst_node = dst.node if isinstance(dst, Pod) else None
         if src_node is not None:
-            own = set(node_addresses(self.state, src_node, self.options.allow_cidrs))
-            to_host = dst_ip in own or (
+            to_host = dst_ip in self.own_addresses(src_node) or (
                 isinstance(dst, Pod) and not dst.is_networked and dst.node == src_node
             )
             hook = "INPUT" if to_host else "FORWARD"
             packet = Packet(src_ip, dst_ip, protocol, port, hook=hook)
-            out.append((src_node, trace(self.ruleset(src_node), packet)))
+            out.append((src_node, self._trace(src_node, packet)))
         if dst_node is not None and dst_node != src_node:
-            own = set(node_addresses(self.state, dst_node, self.options.allow_cidrs))
             local_host = isinstance(src, Pod) and not src.is_networked and src.node == dst_node
-            hook = "OUTPUT" if local_host or src_ip in own else "FORWARD"
+            hook = "OUTPUT" if local_host or src_ip in self.own_addresses(dst_node) else "FORWARD"
             packet = Packet(src_ip, dst_ip, protocol, port, hook=hook)
-            out.append((dst_node, trace(self.ruleset(dst_node), packet)))
+            out.append((dst_node, self._trace(dst_node, packet)))
         return out
 
 
@@ -237,9 +270,14 @@ def _canonical(end: Endpoint) -> Endpoint:
     if isinstance(end, Pod):
         return end
     try:
-        return str(ipaddress.ip_address(end.strip()))
+        return _canon_ip(end.strip())
     except ValueError:
         raise InputError(f"{end!r} is neither a pod nor an IP address") from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _canon_ip(ip: str) -> str:
+    return str(ipaddress.ip_address(ip))
 
 
 def _usable(end: Endpoint) -> bool:
@@ -263,7 +301,6 @@ def _addresses(src: Endpoint, dst: Endpoint, family: Family | None) -> tuple[str
         return (None, None)
 
     def first(end: Endpoint) -> str:
-        ip = end if isinstance(end, str) else end.ips_of(shared[0])[0]
-        return str(ipaddress.ip_address(ip))
+        return _canon_ip(end if isinstance(end, str) else end.ips_of(shared[0])[0])
 
     return (first(src), first(dst))

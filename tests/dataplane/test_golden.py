@@ -181,3 +181,21 @@ def test_names_stay_within_kernel_limits() -> None:
         )
     )
     assert lint(rs) == []
+
+
+def test_ipv6_neighbour_discovery_passes_before_the_conntrack_head() -> None:
+    rs = compiled(state(policy("x/deny", {"podSelector": {}})), families=(V4, V6))
+    for name, target in (
+        ("NPA-FORWARD", "ACCEPT"),
+        ("NPA-INPUT", "RETURN"),
+        ("NPA-OUTPUT", "RETURN"),
+    ):
+        chain = rs.table(V6).chain(name)
+        assert chain is not None
+        head = [r.spec() for r in chain.rules[:4]]
+        assert head == [
+            f'-p ipv6-icmp -m comment --comment "IPv6 neighbour discovery" '
+            f"-m icmp6 --icmpv6-type {t} -j {target}"
+            for t in (133, 134, 135, 136)
+        ]
+    assert "icmp6" not in rs.table(V4).render()

@@ -1,233 +1,51 @@
 """Differential property test: compile + packet tracer must agree with the reference evaluator.
 
-Hypothesis generates small clusters (two nodes, dual-stack or single-stack pods,
-finished and IP-less pods, named ports), policies (selectors with expressions,
-namespace selectors, ipBlocks with excepts including /0, port ranges, named
-ports, SCTP, invalid policies that fail closed) and asks both evaluators about
-every (source, destination, port, protocol). Sources include bare addresses:
-the destination node's own, the cni0 gateway, another node's and external ones.
+Hypothesis generates small clusters (tests/dataplane/strategies.py) and asks
+both evaluators about every (source, destination, port, protocol). Sources and
+destinations include bare addresses: a node's own, the cni0 gateway, another
+node's and external ones.
 
-Destinations that use the host network are left out on purpose: the reference
-calls them "no policy applies", while the dataplane still applies the source's
-egress policy on its way out (see docs/rules.md).
+A hostNetwork pod takes part as its node's address: the source's egress
+policy applies to it, no ingress policy does (docs/limitations.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.core.errors import FieldError
-from agent.core.model import (
-    ClusterState,
-    ContainerPort,
-    Direction,
-    IPBlock,
-    Labels,
-    LabelSelector,
-    Namespace,
-    NetworkPolicy,
-    Node,
-    Operator,
-    Peer,
-    Pod,
-    PodPhase,
-    PolicyPort,
-    Protocol,
-    Requirement,
-    Rule,
-)
+from agent.core.model import ClusterState, Family, Pod, Protocol
 from agent.core.semantics import ReferenceEvaluator
 from agent.core.trace import RulesetEvaluator
-
-NODES = {
-    "node-0": Node(
-        "node-0", ("172.18.0.2", "fd00:172:18::2"), ("10.244.0.0/24", "fd00:10:244::/64")
-    ),
-    "node-1": Node("node-1", ("172.18.0.3",), ("10.244.1.0/24", "fd00:10:244:1::/64")),
-}
-PORTS = (53, 80, 81, 8080)
-LABEL_VALUES = {"pod": ("a", "b", "c"), "tier": ("web", "db")}
-CIDRS = (
-    ("10.244.0.0/16", ("10.244.1.0/24",)),
-    ("10.244.0.0/24", ()),
-    ("0.0.0.0/0", ("10.244.0.0/24", "192.0.2.0/25")),
-    ("0.0.0.0/0", ("0.0.0.0/1",)),
-    ("192.0.2.0/24", ()),
-    ("fd00:10:244::/48", ("fd00:10:244:1::/64",)),
-    ("::/0", ()),
-    ("10.244.0.10/32", ()),
-)
-EXTRA_SOURCES = (
-    "172.18.0.2",
-    "10.244.0.1",
-    "172.18.0.3",
-    "10.244.1.1",
-    "192.0.2.9",
-    "fd00:172:18::2",
-    "2001:db8::1",
-)
-
-labels_st = st.fixed_dictionaries(
-    {}, optional={k: st.sampled_from(v) for k, v in LABEL_VALUES.items()}
-).map(Labels)
-
-requirement_st = st.builds(
-    Requirement,
-    key=st.sampled_from(("pod", "tier", "ns")),
-    operator=st.sampled_from(list(Operator)),
-    values=st.frozensets(st.sampled_from(("a", "b", "web", "x", "y")), min_size=1, max_size=2),
-).map(
-    lambda r: (
-        replace(r, values=frozenset())
-        if r.operator in (Operator.EXISTS, Operator.DOES_NOT_EXIST)
-        else r
-    )
-)
-selector_st = st.builds(
-    LabelSelector,
-    match_labels=st.lists(
-        st.sampled_from([("pod", "a"), ("pod", "b"), ("tier", "web"), ("ns", "x"), ("ns", "y")]),
-        max_size=2,
-        unique_by=lambda kv: kv[0],
-    ).map(tuple),
-    match_expressions=st.lists(requirement_st, max_size=1).map(tuple),
-)
-peer_st = st.one_of(
-    st.builds(Peer, pod_selector=selector_st),
-    st.builds(Peer, namespace_selector=selector_st),
-    st.builds(Peer, pod_selector=selector_st, namespace_selector=selector_st),
-    st.sampled_from(CIDRS).map(lambda c: Peer(ip_block=IPBlock(c[0], c[1]))),
-)
-port_st = st.one_of(
-    st.builds(PolicyPort, protocol=st.sampled_from(list(Protocol))),
-    st.builds(PolicyPort, protocol=st.sampled_from(list(Protocol)), port=st.sampled_from(PORTS)),
-    st.builds(
-        PolicyPort, protocol=st.sampled_from(list(Protocol)), port=st.just(80), end_port=st.just(81)
-    ),
-    st.builds(
-        PolicyPort,
-        protocol=st.sampled_from(list(Protocol)),
-        port=st.sampled_from(("http", "dns", "metrics")),
-    ),
-)
-rule_st = st.builds(
-    Rule,
-    peers=st.lists(peer_st, max_size=2).map(tuple),
-    ports=st.lists(port_st, max_size=2).map(tuple),
-)
-
-
-@st.composite
-def policy_st(draw: st.DrawFn, index: int) -> NetworkPolicy:
-    types = draw(
-        st.sampled_from(
-            [{Direction.INGRESS}, {Direction.EGRESS}, {Direction.INGRESS, Direction.EGRESS}]
-        )
-    )
-    errors: tuple[FieldError, ...] = ()
-    if draw(st.integers(0, 9)) == 0:
-        errors = (FieldError("ns/p", "spec.ingress[0]", "generated invalid"),)
-    return NetworkPolicy(
-        namespace=draw(st.sampled_from(("x", "y"))),
-        name=f"p{index}",
-        pod_selector=draw(selector_st),
-        policy_types=frozenset(types),
-        ingress=tuple(draw(st.lists(rule_st, max_size=2))),
-        egress=tuple(draw(st.lists(rule_st, max_size=2))),
-        errors=errors,
-    )
-
-
-@st.composite
-def pod_st(draw: st.DrawFn, index: int) -> Pod:
-    node = draw(st.integers(0, 1))
-    stack = draw(st.sampled_from(("dual", "dual", "v4", "v6", "none")))
-    ips: tuple[str, ...] = ()
-    if stack in ("dual", "v4"):
-        ips += (f"10.244.{node}.{10 + index}",)
-    if stack in ("dual", "v6"):
-        ips += (f"fd00:10:244:{node}::{10 + index:x}".replace(":0::", "::"),)
-    ports = draw(
-        st.lists(
-            st.builds(
-                ContainerPort,
-                port=st.sampled_from(PORTS),
-                protocol=st.sampled_from(list(Protocol)),
-                name=st.sampled_from((None, "http", "dns")),
-            ),
-            max_size=2,
-        )
-    )
-    return Pod(
-        namespace=draw(st.sampled_from(("x", "y", "z"))),
-        name=f"p{index}",
-        uid=f"uid-{index}",
-        labels=draw(labels_st),
-        ips=ips,
-        node=f"node-{node}",
-        phase=draw(
-            st.sampled_from([PodPhase.RUNNING] * 8 + [PodPhase.SUCCEEDED, PodPhase.PENDING])
-        ),
-        ports=tuple(ports),
-    )
-
-
-@st.composite
-def cluster_st(draw: st.DrawFn) -> ClusterState:
-    n_pods = draw(st.integers(1, 6))
-    pods = [draw(pod_st(i)) for i in range(n_pods)]
-    if draw(st.booleans()):  # a hostNetwork pod: a source only (see module docstring)
-        pods.append(
-            Pod("x", "host", "uid-host", Labels({"pod": "a"}), ("172.18.0.2",), "node-0", True)
-        )
-    n_pol = draw(st.integers(0, 4))
-    policies = [draw(policy_st(i)) for i in range(n_pol)]
-    namespaces = {
-        ns: Namespace(
-            ns,
-            Labels(
-                {"kubernetes.io/metadata.name": ns, "ns": ns}
-                | ({"tier": "web"} if draw(st.booleans()) else {})
-            ),
-        )
-        for ns in ("x", "y", "z")
-    }
-    return ClusterState(
-        namespaces=namespaces,
-        pods={p.uid: p for p in pods},
-        policies={p.key: p for p in policies},
-        nodes=NODES,
-    )
+from tests.dataplane.strategies import EXTRA_SOURCES, PORTS, cluster_st
 
 
 @settings(
-    max_examples=250,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(cluster_st())
-def test_ruleset_agrees_with_reference(state: ClusterState) -> None:
+@given(cluster_st(), st.sampled_from([None, Family.V4, Family.V6]))
+def test_ruleset_agrees_with_reference(state: ClusterState, family: Family | None) -> None:
     ref = ReferenceEvaluator(state)
     rules = RulesetEvaluator(state)
     pods = sorted(state.pods.values(), key=lambda p: p.key)
     sources: list[Pod | str] = [*pods, *EXTRA_SOURCES]
     cases = [(port, protocol) for port in PORTS for protocol in Protocol]
-    for dst in pods:
-        if dst.host_network:
-            continue
+    destinations: list[Pod | str] = [*pods, *EXTRA_SOURCES]
+    for dst in destinations:
         for src, (port, protocol) in ((s, c) for s in sources for c in cases):
-            expected = ref.allowed(src, dst, port, protocol)
-            got = rules.allowed(src, dst, port, protocol)
+            expected = ref.allowed(src, dst, port, protocol, family=family)
+            got = rules.allowed(src, dst, port, protocol, family=family)
             if expected != got:
-                traces = rules.traces(src, dst, port, protocol) or []
+                traces = rules.traces(src, dst, port, protocol, family=family) or []
                 name = src if isinstance(src, str) else src.key
+                dst_name = dst if isinstance(dst, str) else dst.key
                 raise AssertionError(
-                    f"{name} -> {dst.key} {port}/{protocol.value}: reference says {expected}, "
+                    f"{name} -> {dst_name} {port}/{protocol.value} (family {family}): "
+                    f"reference says {expected}, "
                     f"ruleset says {got}\n"
                     + "\n".join(f"[{node}] {t}" for node, t in traces)
                     + "\nreference: "
-                    + str(ref.explain(src, dst, port, protocol))
+                    + str(ref.explain(src, dst, port, protocol, family=family))
                 )

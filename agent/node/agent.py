@@ -1,0 +1,184 @@
+"""Wiring: watchers -> store -> reconciler -> dataplane, plus the HTTP endpoints.
+
+`Agent` takes its edges (the API source, the compiler, the dataplane, the
+clock) as arguments, so tests run the whole agent in-process against the lab
+API server with a fake dataplane. `run_agent(settings)` builds the real edges
+and runs until SIGTERM/SIGINT.
+
+Threads: one watcher per kind, one reconciler, one HTTP server; all daemon
+threads. Shutdown stops the loops, lets an apply in progress finish (up to
+`shutdown_grace`), and leaves every rule in place: enforcement holds while
+the pod is replaced, and the next start adopts the rules in one restore.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from prometheus_client import CollectorRegistry
+
+from agent.core.errors import ConfigError
+from agent.kube.api import ApiSource, Kind
+from agent.kube.watching import Decoder, Watcher
+from agent.node.health import HealthServer
+from agent.node.metrics import DropCount, Metrics, StateCollector
+from agent.node.pacing import Backoff, Clock, Pacer, SystemClock
+from agent.node.reconcile import Compiler, Dataplane, Reconciler, RulesetStats
+from agent.node.settings import Settings
+from agent.node.state import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Agent:
+    settings: Settings
+    source: ApiSource
+    decode: Decoder
+    compiler: Compiler
+    dataplane: Dataplane
+    clock: Clock = field(default_factory=SystemClock)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    ruleset_stats: RulesetStats | None = None
+    drops: Callable[[], Iterable[DropCount]] | None = None
+    serve_http: bool = True
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.stop_event = threading.Event()
+        self.metrics = Metrics(self.registry)
+        self.store = Store(clock=self.clock.monotonic)
+        self.pacer = Pacer(
+            now=self.clock.monotonic(),
+            min_interval=s.min_sync_interval,
+            resync_interval=s.resync_interval,
+            tamper_interval=s.effective_tamper_interval,
+            backoff=Backoff(s.sync_backoff_initial, s.sync_backoff_max),
+        )
+        self.reconciler = Reconciler(
+            node_name=s.node_name,
+            store=self.store,
+            compiler=self.compiler,
+            dataplane=self.dataplane,
+            pacer=self.pacer,
+            clock=self.clock,
+            metrics=self.metrics,
+            ruleset_stats=self.ruleset_stats,
+            healthz_threshold=s.healthz_threshold,
+        )
+        self.store.set_on_change(self.reconciler.notify)
+        self.registry.register(StateCollector(lambda: self.reconciler.status().view, self.drops))
+        backoff = Backoff(s.watch_backoff_initial, s.watch_backoff_max)
+        self.watchers = [
+            Watcher(
+                source=self.source,
+                kind=kind,
+                sink=self.store,
+                decode=self.decode,
+                waiter=self.clock,
+                backoff=backoff,
+                timeout_seconds=s.watch_timeout_seconds,
+                observer=self.metrics,
+            )
+            for kind in Kind
+        ]
+        self.http: HealthServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._reconcile_thread: threading.Thread | None = None
+
+    def start(self) -> Agent:
+        if self.serve_http:
+            host, port = self.settings.metrics_host_port
+            try:
+                server = HealthServer(
+                    host=host, port=port, registry=self.registry, source=self.reconciler
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"--metrics-bind-address {host}:{port}: cannot listen: {exc.strerror or exc}"
+                ) from exc
+            self.http = server.start()
+            log.info(
+                "serving /metrics /healthz /readyz /statusz",
+                extra={"address": f"{host}:{self.http.port}"},
+            )
+        for watcher in self.watchers:
+            t = threading.Thread(
+                target=watcher.run,
+                args=(self.stop_event,),
+                name=f"watch-{watcher.kind.value}",
+                daemon=True,
+            )
+            t.start()
+            self._threads.append(t)
+        self._reconcile_thread = threading.Thread(
+            target=self.reconciler.run, name="reconcile", daemon=True
+        )
+        self._reconcile_thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop promptly; leave the kernel rules in place."""
+        self.stop_event.set()
+        self.reconciler.stop()
+        if self._reconcile_thread is not None:
+            self._reconcile_thread.join(self.settings.shutdown_grace)
+        if self.http is not None:
+            self.http.close()
+        # watcher threads may sit in a blocking read; they are daemons and see stop_event
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.stop_event.wait(timeout)
+
+
+def run_agent(settings: Settings) -> int:
+    """`netpol-agent run`: build the real edges, run until SIGTERM/SIGINT."""
+    from agent.kube.client import KubeApiSource, load_api_client
+    from agent.kube.decode import decode
+    from agent.node.engine import build_engine
+    from agent.node.logs import setup_logging
+
+    setup_logging(fmt=settings.log_format, level=settings.log_level)
+    engine = build_engine(settings)
+    api = load_api_client(settings.kubeconfig)
+    source = KubeApiSource(
+        api,
+        node_name=settings.node_name,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+    )
+    agent = Agent(
+        settings=settings,
+        source=source,
+        decode=decode,
+        compiler=engine.compiler,
+        dataplane=engine.dataplane,
+        ruleset_stats=engine.ruleset_stats,
+        drops=engine.drops,
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping, rules stay in place", signal.Signals(signum).name)
+        agent.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "netpol-agent starting",
+        extra={
+            "node": settings.node_name,
+            "backend": settings.backend,
+            "resync_interval": settings.resync_interval,
+        },
+    )
+    agent.start()
+    while not agent.wait(1.0):
+        pass
+    agent.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,139 @@
+"""The real edges behind the reconciler's seams: compile_ruleset and the kernel Applier.
+
+`build_engine(settings)` checks the host (br_netfilter and the bridge sysctls;
+loudly when they cannot be put right: same-node traffic would bypass policy),
+selects the iptables backend, and returns the compiler closure, an
+`ApplierDataplane` (Applier with an explicit `full` flag), ruleset statistics
+for the owned-objects gauges and a throttled reader of the drop counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.core.compile import CompileOptions, compile_ruleset
+from agent.core.errors import DataplaneError, HostCheckError
+from agent.core.model import ClusterState
+from agent.core.ruleset import Ruleset
+from agent.dataplane.applier import Applier
+from agent.dataplane.backend import select_backend
+from agent.dataplane.hostcheck import check_host
+from agent.node.drops import DropTotals
+from agent.node.metrics import DropCount
+from agent.node.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DROP_CACHE_SECONDS = 5.0
+
+
+class ApplierDataplane:
+    """The reconciler's Dataplane over the Applier (plus monotonic drop counters)."""
+
+    def __init__(self, applier: Applier) -> None:
+        self.applier = applier
+        self._totals = DropTotals()
+        self._drops: list[DropCount] = []
+        self._drops_at = float("-inf")
+        self._drops_lock = threading.Lock()
+
+    def apply(self, desired: Any, *, full: bool) -> None:
+        if full:
+            self.applier.force_full()
+            with self._drops_lock:
+                self._sample()  # bank what the kernel counted: the rewrite zeroes it
+        result = self.applier.apply(desired)
+        if result.full:
+            with self._drops_lock:
+                self._totals.rewritten()
+                self._drops_at = float("-inf")
+        log.debug(
+            "applied",
+            extra={
+                "full": result.full,
+                "changed": result.changed,
+                "seconds": round(result.seconds, 6),
+            },
+        )
+
+    def tampered(self) -> bool:
+        return self.applier.tampered()
+
+    def drops(self) -> list[DropCount]:
+        """Drop counters per local pod and direction; read at most every few seconds."""
+        with self._drops_lock:
+            if time.monotonic() - self._drops_at >= DROP_CACHE_SECONDS:
+                self._sample()
+            return self._drops
+
+    def _sample(self) -> None:
+        if self.applier.applied is None:
+            return
+        try:
+            counters = self.applier.drop_counters()
+        except DataplaneError as exc:
+            log.warning("cannot read drop counters: %s", exc)
+            return
+        raw = {key: (c.packets, c.bytes) for key, c in counters.items()}
+        out = []
+        for (pod, direction), (packets, octets) in sorted(self._totals.observe(raw).items()):
+            ns, _, name = pod.partition("/")
+            out.append(DropCount(ns, name, direction, packets, octets))
+        self._drops, self._drops_at = out, time.monotonic()
+
+
+def ruleset_stats(ruleset: Any) -> dict[str, int]:
+    if not isinstance(ruleset, Ruleset):
+        return {}
+    return {
+        "chains": sum(len(t.chains) for t in ruleset.tables.values()),
+        "rules": sum(t.rule_count() for t in ruleset.tables.values()),
+        "ipsets": len(ruleset.sets),
+        "ipset_entries": sum(len(s.members) + len(s.nomatch) for s in ruleset.sets.values()),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    compiler: Callable[[ClusterState], Any]
+    dataplane: ApplierDataplane
+    ruleset_stats: Callable[[Any], dict[str, int]]
+    drops: Callable[[], list[DropCount]]
+
+
+def compiler_for(settings: Settings) -> Callable[[ClusterState], Ruleset]:
+    options = CompileOptions(
+        mark_bit=settings.mark_bit,
+        drop_action=settings.drop_action,
+        allow_cidrs=settings.allow_cidrs,
+    )
+    options.validate()
+    node = settings.node_name
+
+    def compile_for_node(state: ClusterState) -> Ruleset:
+        return compile_ruleset(state, node=node, options=options)
+
+    return compile_for_node
+
+
+def build_engine(settings: Settings, *, host_check: bool = True) -> Engine:
+    if host_check:
+        try:
+            for change in check_host():
+                log.info("host prepared: %s", change)
+        except HostCheckError as exc:
+            log.error("HOST CHECK FAILED, same-node pod traffic is NOT policed: %s", exc)
+    backend = select_backend(settings.backend)
+    log.info("iptables backend selected", extra={"backend": backend.name, "mode": backend.mode})
+    dataplane = ApplierDataplane(Applier(backend))
+    return Engine(
+        compiler=compiler_for(settings),
+        dataplane=dataplane,
+        ruleset_stats=ruleset_stats,
+        drops=dataplane.drops,
+    )

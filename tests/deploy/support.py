@@ -1,0 +1,91 @@
+"""Helpers for the deploy tests: where the manifests are, rendering and loading them.
+
+`kubectl kustomize` renders the kustomizations (kubectl is part of the machine
+image; without it the rendering tests skip, saying so). Loading never needs a
+cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+EXAMPLES = REPO / "examples"
+KUSTOMIZATIONS = (
+    "deploy/base",
+    "deploy/monitoring",
+    "deploy/cleanup",
+    "deploy/overlays/kind-flannel",
+    "deploy/overlays/kind-flannel/cleanup",
+)
+# Kubernetes API groups whose schemas kubernetes-validate does not bundle (CRDs).
+CRD_GROUPS = ("monitoring.coreos.com/",)
+# YAML documents that are configuration for tools, not Kubernetes objects.
+TOOL_GROUPS = ("kustomize.config.k8s.io/", "kind.x-k8s.io/")
+
+Doc = dict[str, Any]
+
+
+def yaml_files(*roots: Path) -> list[Path]:
+    files: list[Path] = []
+    for root in roots:
+        files.extend(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(files)
+
+
+def load_docs(path: Path) -> list[Doc]:
+    with path.open(encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def is_kubernetes_object(doc: Doc) -> bool:
+    api = str(doc.get("apiVersion", ""))
+    return bool(api and doc.get("kind")) and not api.startswith(TOOL_GROUPS)
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.skip("kubectl is not installed: cannot render kustomizations")
+    return path
+
+
+@functools.cache
+def _render_text(directory: str) -> str:
+    done = subprocess.run(
+        [kubectl(), "kustomize", str(REPO / directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {directory} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def render(directory: str) -> list[Doc]:
+    """The objects `kubectl kustomize <directory>` renders (a fresh copy each call)."""
+    return [d for d in yaml.safe_load_all(_render_text(directory)) if d is not None]
+
+
+def find(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
+    matches = [
+        d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
+    ]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+def containers(pod_spec: Doc) -> Iterator[Doc]:
+    yield from pod_spec.get("initContainers", [])
+    yield from pod_spec.get("containers", [])
