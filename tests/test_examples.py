@@ -316,9 +316,8 @@ def pod(evaluator: ReferenceEvaluator, key: str) -> Pod:
 
 # Kubernetes docs (concepts/services-networking/network-policies): "IP blocks (exception:
 # traffic to and from the node where a Pod is running is always allowed, regardless of the
-# IP address of the Pod or the node)". The engine models only the "from" half: an
-# egress-isolated pod cannot reach its own node (a bare address or a hostNetwork pod).
-@pytest.mark.xfail(strict=True, reason="engine: pod -> its own node is not always allowed")
+# IP address of the Pod or the node)". The "to" half: an egress-isolated pod still reaches
+# its own node (its addresses, its bridge gateway, a hostNetwork pod there).
 @pytest.mark.parametrize("node_end", ["10.244.0.1", "172.18.0.2", "default/host-0"])
 def test_egress_isolated_pod_reaches_its_own_node(node_end: str) -> None:
     evaluator = node_probe_evaluator()

@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import Any
 
+from agent.cli._manifests import add_manifest_option, load_manifests
 from agent.core.model import Family
 
 
@@ -22,15 +23,7 @@ def register(subparsers: Any) -> None:
         help="print the ipsets and iptables-restore payload for one node (dry run)",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    p.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="manifest file or directory (repeatable; - for stdin)",
-    )
+    add_manifest_option(p)
     p.add_argument("--node", required=True, metavar="NAME", help="the node to compile for")
     p.add_argument(
         "--family", type=int, choices=[4, 6], help="only this address family (default: both)"
@@ -55,12 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from agent.core.compile import CompileOptions, compile_ruleset
     from agent.core.errors import ConfigError, InputError
     from agent.core.render import plan
-    from agent.manifests.loader import build_state, load
 
-    loaded = load(args.files)
-    for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
-    state = build_state(loaded)
+    _, state = load_manifests(args.files)
     families = (Family(args.family),) if args.family else (Family.V4, Family.V6)
     options = CompileOptions(
         mark_bit=args.mark_bit,

@@ -14,6 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from agent.cli._manifests import add_manifest_option, load_manifests
 from agent.core.errors import InputError
 from agent.core.model import Pod, Protocol
 
@@ -28,15 +29,7 @@ def register(subparsers: Any) -> None:
         help="compute who may reach whom from manifests (no cluster needed)",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
-    p.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="manifest file or directory (repeatable; - for stdin)",
-    )
+    add_manifest_option(p)
     p.add_argument("--port", type=_port, help="evaluate this port only")
     p.add_argument(
         "--protocol",
@@ -73,12 +66,9 @@ def _port(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from agent.core.explain import render_explanation
-    from agent.manifests.loader import build_state, load, policy_origins
+    from agent.manifests.loader import policy_origins
 
-    loaded = load(args.files)
-    for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
-    state = build_state(loaded)
+    loaded, state = load_manifests(args.files)
     origins = policy_origins(loaded)
     invalid = 0
     for policy in sorted(state.policies.values(), key=lambda p: p.key):

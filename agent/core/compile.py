@@ -6,7 +6,8 @@ Layout per family (docs/rules.md shows it as annotated iptables-save):
       conntrack short-circuit (FORWARD: INVALID drop, RELATED,ESTABLISHED accept;
       INPUT/OUTPUT carry host traffic too: RELATED,ESTABLISHED return), clear our
       mark bit, dispatch by local pod IP: -s IP -> NPA-E-<pod>, -d IP -> NPA-I-<pod>,
-      FORWARD only: marked -> ACCEPT (so a FORWARD policy of DROP does not eat it)
+      FORWARD only: marked -> ACCEPT (so a FORWARD policy of DROP does not eat it);
+      INPUT dispatches nothing (a pod may always reach its own node), OUTPUT only -d
     NPA-I-<pod>: clear mark, node addresses mark, jump to each NPA-PI-<policy>,
       unmarked -> NPA-DROP-INGRESS (per-pod counting rule, then DROP/REJECT)
     NPA-PI-<policy> / NPA-PE-<policy>: one rule per (peer, port): set match -> MARK
@@ -189,7 +190,10 @@ class _Compiler:
             fwd += [clear, *egress, *ingress, allowed]
         # INPUT/OUTPUT carry the host's own traffic too: leave it to the host's rules.
         established = Rule(RETURN, comment="established", ctstate=("RELATED", "ESTABLISHED"))
-        inp = [*nd_return, established, *([clear, *egress] if egress else [])]
+        # No egress dispatch in INPUT: everything arriving there is for an address of
+        # this node, and "traffic to and from the node where a Pod is running is always
+        # allowed" (docs/limitations.md). Other nodes are reached through FORWARD.
+        inp = [*nd_return, established]
         out = [*nd_return, established, *([clear, *ingress] if ingress else [])]
         return [
             Chain(naming.TOP_FORWARD, tuple(fwd)),

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from agent.core import naming
 from agent.core.model import Family
+from agent.core.patch import chain_patch
 from agent.core.ruleset import Chain, Hook, IPSet, Ruleset, entry_sort_key
 
 
@@ -107,7 +108,10 @@ def plan(
     *,
     kernel_chains: Mapping[Family, Iterable[str]] | None = None,
     kernel_sets: Iterable[str] | None = None,
+    patch_chains: bool = False,
 ) -> Plan:
+    """The plan from `previous` to `desired`; `patch_chains` lets a chain that changed
+    a little be patched in place (`agent.core.patch`) rather than rewritten."""
     counts: dict[str, int] = dict.fromkeys(Counts.__dataclass_fields__, 0)
     before, after = _plan_sets(previous, desired, kernel_sets, counts)
     iptables: dict[Family, str] = {}
@@ -118,7 +122,9 @@ def plan(
             )
         else:
             old = {c.name: c for c in previous.table(family).chains}
-        iptables[family] = _plan_chains(table.chains, old, counts, full=previous is None)
+        iptables[family] = _plan_chains(
+            table.chains, old, counts, full=previous is None, patch=patch_chains
+        )
     if previous is not None:  # a family we no longer manage: remove all its chains
         for family, table in previous.tables.items():
             if family not in desired.tables:
@@ -136,18 +142,37 @@ def plan(
 
 
 def _plan_chains(
-    chains: Sequence[Chain], old: Mapping[str, Chain | None], counts: dict[str, int], *, full: bool
+    chains: Sequence[Chain],
+    old: Mapping[str, Chain | None],
+    counts: dict[str, int],
+    *,
+    full: bool,
+    patch: bool = False,
 ) -> str:
     wanted = {c.name: c for c in chains}
     write = sorted((c for c in chains if full or old.get(c.name) != c), key=lambda c: c.name)
     stale = sorted(n for n in old if n not in wanted and naming.owned_chain(n))
-    if not write and not stale:
+    patches: list[str] = []
+    if patch and not full:
+        rewrite = []
+        for c in write:
+            prev = old.get(c.name)
+            lines_for_c = chain_patch(prev, c) if prev is not None else None
+            if lines_for_c is None:
+                rewrite.append(c)
+                continue
+            patches += lines_for_c
+            counts["chains_written"] += 1
+            counts["rules_written"] += sum(1 for line in lines_for_c if line.startswith("-I "))
+        write = rewrite
+    if not write and not stale and not patches:
         return ""
     lines = ["*filter"]
     lines += [f":{c.name} - [0:0]" for c in write]
     lines += [f":{n} - [0:0]" for n in stale]
     for c in write:
         lines += c.render()
+    lines += patches  # after the new chains exist, before stale ones are deleted
     lines += [f"-X {n}" for n in stale]
     lines.append("COMMIT")
     counts["chains_written"] += len(write)
@@ -168,6 +193,8 @@ def _plan_sets(
     for name in sorted(desired.sets):
         new = desired.sets[name]
         prev = old.get(name)
+        if prev is new:
+            continue  # the incremental compiler hands unchanged sets back as the same object
         if prev is not None:
             delta = _delta(prev, new, counts)
             if delta:

@@ -11,11 +11,12 @@ hold the two paths to the same answers.
 
 Choices the API leaves to implementations (see docs/limitations.md):
 - an ipBlock matches any address, pod IPs included;
-- traffic from the destination's own node addresses (status.addresses and the
-  bridge gateway, the first address of each podCIDR) is always allowed in
-  (kubelet probes); other nodes get no special pass; the other way, a pod's
-  egress policy applies to its own node too (and to hostNetwork pods, which
-  are addresses, not targets or peers);
+- "traffic to and from the node where a Pod is running is always allowed":
+  from the destination's own node addresses (status.addresses and the bridge
+  gateway, the first address of each podCIDR) in (kubelet probes), and from a
+  pod out to its own node's addresses and to the hostNetwork pods on its node;
+  other nodes (and hostNetwork pods there, which are addresses, not targets or
+  peers) get no special pass: only ipBlocks can admit them;
 - a pod to itself is always allowed (the packet never leaves its namespace);
 - pod to pod uses the destination's primary (first) family the source also has.
 """
@@ -231,6 +232,9 @@ class ReferenceEvaluator:
         if picked is None:
             return verdict(False, "the source and destination share no address family")
         src_ip = src if isinstance(src, str) else src.ips_of(picked)[0]
+        # "IP blocks (exception: traffic to and from the node where a Pod is running is
+        # always allowed, regardless of the IP address of the Pod or the node)"
+        # (concepts/services-networking/network-policies). From: the node -> its pods.
         if dst_pod is not None and src_pod is None:
             node_addrs = self.node_addresses(dst_pod.node)
             if src_ip in node_addrs:
@@ -238,6 +242,21 @@ class ReferenceEvaluator:
                     True,
                     f"{src_ip} is an address of {dst_pod.node}, the destination's own node: "
                     "always allowed (kubelet probes)",
+                )
+        # To: a pod -> its own node (its addresses, its gateway, its hostNetwork pods).
+        if src_pod is not None and dst_pod is None:
+            node, dst_ip = src_pod.node, _ip_of(dst, picked)
+            if isinstance(dst, Pod) and node is not None and dst.node == node:
+                return verdict(
+                    True,
+                    f"{d_name} uses the host network of {node}, the source's own node: "
+                    "always allowed (traffic to the pod's node)",
+                )
+            if dst_ip in self.node_addresses(node):
+                return verdict(
+                    True,
+                    f"{dst_ip} is an address of {node}, the source's own node: "
+                    "always allowed (traffic to the pod's node)",
                 )
         # "a connection needs the source's egress and the destination's ingress"
         egress = None

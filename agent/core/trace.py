@@ -11,7 +11,9 @@ the built-in chain goes on (verdict PASS, counted as allowed).
 `RulesetEvaluator` answers the reference evaluator's question ("may src reach
 dst on port/protocol?") through compile + trace: egress is traced on the
 source's node, ingress on the destination's node; pods on the same node are
-one bridged FORWARD pass that visits both.
+one bridged FORWARD pass that visits both. A pod's packet to its own node (one
+of the node's addresses, or a hostNetwork pod there) enters INPUT, which
+enforces nothing: traffic to the pod's own node is always allowed.
 """
 
 from __future__ import annotations

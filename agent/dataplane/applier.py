@@ -31,7 +31,7 @@ from agent.core.render import Counts, Plan, hook_lines, plan
 from agent.core.ruleset import Ruleset
 from agent.dataplane.backend import Backend
 from agent.dataplane.cleanup import CleanupReport, cleanup, owned_in_save, removal_payload
-from agent.dataplane.executor import Executor, read_command, read_many
+from agent.dataplane.executor import Executor, PayloadExecutor, read_command, read_many
 from agent.dataplane.pyiptc import PyIptcExecutor
 
 BUILTINS = ("FORWARD", "INPUT", "OUTPUT")
@@ -56,9 +56,15 @@ class Counter:
 class Applier:
     """Applies Rulesets through one backend; remembers what it applied."""
 
-    def __init__(self, backend: Backend, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        executor: PayloadExecutor | None = None,
+    ) -> None:
         self.backend = backend
-        self.executor: Executor | PyIptcExecutor = (
+        self.executor: PayloadExecutor = executor or (
             PyIptcExecutor(backend) if backend.in_process else Executor(backend)
         )
         self._clock = clock
@@ -91,6 +97,43 @@ class Applier:
         self._full_next = False
         return ApplyResult(
             full=full, seconds=self._clock() - start, counts=the_plan.counts, changed=changed
+        )
+
+    def apply_quick(self, desired: Ruleset) -> ApplyResult:
+        """An incremental apply() without reading the built-in chains back.
+
+        apply() re-asserts the hooks at position 1 from six `iptables -S` reads
+        of FORWARD/INPUT/OUTPUT: 9-23 ms at 10k pods on nft, as much as the
+        rest of an incremental sync. Here the plan's chain payloads (big chains
+        that changed a little are patched in place, `agent.core.patch`) and set
+        lines run as they are; the hooks are left to `tampered()` (its timer
+        forces a full apply when they moved) and to full applies. The first
+        apply, a forced full one, and a family appearing or going are apply().
+        """
+        previous = self._applied
+        if self._full_next or previous is None or set(desired.tables) != set(previous.tables):
+            return self.apply(desired)
+        start = self._clock()
+        the_plan = plan(previous, desired, patch_chains=True)
+        try:
+            changed = False
+            if the_plan.ipset_before:
+                self.executor.ipset(the_plan.ipset_before)
+                changed = True
+            for family in sorted(desired.tables):
+                body = the_plan.iptables.get(family, "")
+                if body:
+                    self.executor.iptables(family, body)
+                    changed = True
+            if the_plan.ipset_after:
+                self.executor.ipset(the_plan.ipset_after)
+                changed = True
+        except DataplaneError:
+            self._full_next = True
+            raise
+        self._applied = desired
+        return ApplyResult(
+            full=False, seconds=self._clock() - start, counts=the_plan.counts, changed=changed
         )
 
     def _plan(self, desired: Ruleset, *, full: bool) -> Plan:
@@ -182,20 +225,22 @@ class Applier:
         (the rule's comment, i.e. `ns/pod`, "ingress"|"egress").
         """
         totals: dict[tuple[str, str], Counter] = {}
-        families = self._applied.tables if self._applied is not None else ()
-        for family in families:
-            for direction, chain in DROP_CHAINS.items():
-                try:
-                    out = read_command(
-                        [self.backend.iptables(family), "-w", "-L", chain, "-v", "-x", "-n"]
-                    )
-                except DataplaneError:
-                    continue  # no pod isolated in that direction: no chain
-                for pod, counter in parse_counters(out):
-                    old = totals.get((pod, direction), Counter(0, 0))
-                    totals[(pod, direction)] = Counter(
-                        old.packets + counter.packets, old.bytes + counter.bytes
-                    )
+        families = sorted(self._applied.tables) if self._applied is not None else []
+        wanted = [(f, d, chain) for f in families for d, chain in DROP_CHAINS.items()]
+        listings = read_many(
+            [
+                [self.backend.iptables(f), "-w", "-L", chain, "-v", "-x", "-n"]
+                for f, _, chain in wanted
+            ]
+        )
+        for (_, direction, _), listing in zip(wanted, listings, strict=True):
+            if listing is None:
+                continue  # no pod isolated in that direction: no chain
+            for pod, counter in parse_counters(listing):
+                old = totals.get((pod, direction), Counter(0, 0))
+                totals[(pod, direction)] = Counter(
+                    old.packets + counter.packets, old.bytes + counter.bytes
+                )
         return totals
 
     def cleanup(self) -> CleanupReport:

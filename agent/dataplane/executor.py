@@ -5,6 +5,7 @@ table atomically). On failure we raise ApplyError quoting the tool's complaint
 and the payload lines around the line it names (three either side, like
 kube-proxy's ExtractLines), so an operator sees what the kernel refused.
 
+    PayloadExecutor                                the seam (Protocol) both executors implement
     Executor(backend).ipset(text)                  ipset restore < text
     Executor(backend).iptables(family, payload)    {ip,ip6}tables-<mode>-restore --noflush --wait
     describe_failure(command, stderr, payload) -> str
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Sequence
+from typing import Protocol
 
 from agent.core.errors import ApplyError, DataplaneError
 from agent.core.model import Family
@@ -70,6 +72,17 @@ def run_restore(command: Sequence[str], payload: str) -> None:
         raise ApplyError(f"{command[0]}: {exc}") from exc
     if proc.returncode != 0:
         raise ApplyError(describe_failure(command, proc.stderr, payload))
+
+
+class PayloadExecutor(Protocol):
+    """The seam between the Applier and the kernel: two kinds of transaction.
+
+    Implemented by Executor (restore binaries) and PyIptcExecutor (libiptc).
+    """
+
+    def ipset(self, text: str) -> None: ...
+
+    def iptables(self, family: Family, payload: str) -> None: ...
 
 
 def ipset_restore(text: str) -> None:

@@ -33,6 +33,7 @@ from agent.lab.state import (
     write_json,
 )
 from agent.lab.topology import LabError
+from agent.sandbox import processes
 
 UP_TIMEOUT = 120.0
 
@@ -109,11 +110,7 @@ def _terminate(pids: list[int], *, timeout: float) -> None:
 
 
 def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    return processes.state(pid) not in (None, "Z")
 
 
 def down(name: str, *, base: Path = DEFAULT_ROOT) -> DownReport:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.lab.topology import Topology, plan
+from agent.sandbox import processes
 
 DEFAULT_ROOT = Path("/run/netpol-agent/lab")
 DEFAULT_NAME = "default"
@@ -103,26 +104,17 @@ class LabPaths:
         return self.logs / "lab.log"
 
 
-def start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def write_pid(path: Path, pid: int) -> None:
-    path.write_text(f"{pid} {start_time(pid)}\n")
+    path.write_text(processes.record(pid))
 
 
 def alive_pid(path: Path) -> int | None:
     """The pid recorded in `path` if that very process still runs."""
     try:
-        pid_text, started = path.read_text().split()
-        pid = int(pid_text)
-    except (OSError, ValueError):
+        text = path.read_text()
+    except OSError:
         return None
-    return pid if start_time(pid) == started else None
+    return processes.alive(text)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

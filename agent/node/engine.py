@@ -1,8 +1,8 @@
-"""The real edges behind the reconciler's seams: compile_ruleset and the kernel Applier.
+"""The real edges behind the reconciler's seams: the (incremental) compiler and the Applier.
 
 `build_engine(settings)` checks the host (br_netfilter and the bridge sysctls;
 loudly when they cannot be put right: same-node traffic would bypass policy),
-selects the iptables backend, and returns the compiler closure, an
+selects the iptables backend, and returns the compiler (`NodeCompiler`), an
 `ApplierDataplane` (Applier with an explicit `full` flag), ruleset statistics
 for the owned-objects gauges and a throttled reader of the drop counters.
 """
@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.core.compile import CompileOptions, compile_ruleset
+from agent.core.compile import CompileOptions
 from agent.core.errors import DataplaneError, HostCheckError
+from agent.core.incremental import IncrementalCompiler
 from agent.core.model import ClusterState
 from agent.core.ruleset import Ruleset
 from agent.dataplane.applier import Applier
@@ -47,7 +48,7 @@ class ApplierDataplane:
             self.applier.force_full()
             with self._drops_lock:
                 self._sample()  # bank what the kernel counted: the rewrite zeroes it
-        result = self.applier.apply(desired)
+        result = self.applier.apply(desired) if full else self.applier.apply_quick(desired)
         if result.full:
             with self._drops_lock:
                 self._totals.rewritten()
@@ -106,19 +107,44 @@ class Engine:
     drops: Callable[[], list[DropCount]]
 
 
-def compiler_for(settings: Settings) -> Callable[[ClusterState], Ruleset]:
+class NodeCompiler:
+    """This node's compiler: incremental between full syncs, the full compile on full syncs.
+
+    A StatefulCompiler for the reconciler (full syncs, resyncs and the retry after
+    a failure run `compile_ruleset`, the reference); plain calls are incremental.
+    Logs loudly if a full sync ever finds that the incremental result had drifted.
+    """
+
+    def __init__(self, *, node: str, options: CompileOptions) -> None:
+        self.inner = IncrementalCompiler(node=node, options=options)
+
+    def __call__(self, state: ClusterState) -> Ruleset:
+        return self.compile(state)
+
+    def compile(self, state: ClusterState, *, full: bool = False) -> Ruleset:
+        divergences, disabled = self.inner.divergences, self.inner.disabled
+        ruleset = self.inner.compile(state, full=full)
+        if self.inner.divergences != divergences:
+            log.error(
+                "incremental compile disagreed with the full compile (a bug, please report); "
+                "the full result was applied and the incremental state rebuilt"
+            )
+        if self.inner.disabled and not disabled:
+            log.error("incremental compile disabled: every sync now compiles in full")
+        return ruleset
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
+def compiler_for(settings: Settings) -> NodeCompiler:
     options = CompileOptions(
         mark_bit=settings.mark_bit,
         drop_action=settings.drop_action,
         allow_cidrs=settings.allow_cidrs,
     )
     options.validate()
-    node = settings.node_name
-
-    def compile_for_node(state: ClusterState) -> Ruleset:
-        return compile_ruleset(state, node=node, options=options)
-
-    return compile_for_node
+    return NodeCompiler(node=settings.node_name, options=options)
 
 
 def build_engine(settings: Settings, *, host_check: bool = True) -> Engine:

@@ -6,8 +6,9 @@
 
 Rules (DESIGN.md "Syncing"):
 - nothing is written to the kernel until every kind has finished its first list;
-- the first sync and every periodic resync are full; others are incremental
-  (the Applier rewrites only what changed); a failed sync keeps the old rules,
+- the first sync and every periodic resync are full (a full compile, the
+  reference); others are incremental (a StatefulCompiler recompiles only what
+  the changes affect, the Applier rewrites only what changed); a failed sync keeps the old rules,
   retries with backoff and forces a full sync;
 - a tamper check (the Applier's canary) runs on its own timer; drift -> full;
 - invalid policies are logged once per distinct problem, naming policy and
@@ -24,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.core.errors import NetpolError
 from agent.core.model import ClusterState
@@ -38,6 +39,19 @@ log = logging.getLogger(__name__)
 
 
 Compiler = Callable[[ClusterState], Any]  # state -> the desired ruleset for this node
+
+
+@runtime_checkable
+class StatefulCompiler(Protocol):
+    """A compiler that works incrementally between full syncs (agent.node.engine.NodeCompiler).
+
+    `compile(state, full=True)` runs the full reference compile; `reset()` forgets
+    the baseline after a failed sync, so that nothing stale survives it.
+    """
+
+    def compile(self, state: ClusterState, *, full: bool = False) -> Any: ...
+
+    def reset(self) -> None: ...
 
 
 class Dataplane(Protocol):
@@ -142,7 +156,10 @@ class Reconciler:
         kind = action.value
         phase = "compile"
         try:
-            ruleset = self.compiler(snap.state)
+            if isinstance(self.compiler, StatefulCompiler):
+                ruleset = self.compiler.compile(snap.state, full=action is Action.FULL_SYNC)
+            else:
+                ruleset = self.compiler(snap.state)
             phase = "apply"
             self.dataplane.apply(ruleset, full=action is Action.FULL_SYNC)
         except Exception as exc:
@@ -187,6 +204,8 @@ class Reconciler:
         self, snap: Snapshot, action: Action, started: float, phase: str, exc: Exception
     ) -> SyncOutcome:
         self.store.restore_dirty(snap)
+        if isinstance(self.compiler, StatefulCompiler):
+            self.compiler.reset()  # the retry is a full sync with a full compile
         done = self.clock.monotonic()
         self.metrics.sync_duration.labels(action.value, "failure").observe(done - started)
         self.metrics.sync_failures.labels(phase).inc()

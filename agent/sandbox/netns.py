@@ -33,6 +33,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from agent.sandbox import processes
+
 NETNS_DIR = Path("/run/netns")
 OWNER_DIR = Path("/run/npa-sandbox")
 PREFIX = "npa-"
@@ -51,15 +53,6 @@ def new_name(purpose: str) -> str:
     if not _PURPOSE_RE.match(purpose):
         raise ValueError(f"namespace purpose must match {_PURPOSE_RE.pattern}: {purpose!r}")
     return f"{PREFIX}{purpose}-{secrets.token_hex(4)}"
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The comm field may contain spaces and parentheses: split after the last ')'.
-    return stat.rsplit(")", 1)[1].split()[19]
 
 
 def _check(argv: Sequence[str], *, input: str | None = None) -> str:
@@ -86,7 +79,7 @@ def create(purpose: str) -> str:
     OWNER_DIR.mkdir(parents=True, exist_ok=True)
     # Record the owner before the namespace exists: a crash in between leaves
     # only a harmless owner file, never an ownerless namespace.
-    (OWNER_DIR / name).write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+    (OWNER_DIR / name).write_text(processes.record(os.getpid()))
     with _lock:
         _created.add(name)
     try:
@@ -136,15 +129,6 @@ def run(
     return proc
 
 
-def _owner_alive(record: str) -> bool:
-    try:
-        pid_text, start = record.split()
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    return _start_time(pid) == start
-
-
 def sweep_stale() -> list[str]:
     """Remove `npa-` namespaces whose recorded creator process is gone; return their names.
 
@@ -158,7 +142,7 @@ def sweep_stale() -> list[str]:
         if not name.startswith(PREFIX):
             continue
         try:
-            alive = _owner_alive(record.read_text())
+            alive = processes.alive(record.read_text()) is not None
         except OSError:
             continue
         if not alive:

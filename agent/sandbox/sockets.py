@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import queue
 import selectors
 import socket
@@ -160,7 +161,8 @@ def probe_many(probes: Sequence[Probe], timeout: float = 1.0) -> list[bool]:
     results = [False] * len(probes)
     selector = selectors.DefaultSelector()
     socks: list[socket.socket] = []
-    tokens = [f"npa-probe-{i}".encode() for i in range(len(probes))]
+    nonce = os.urandom(4).hex()  # a late echo from an earlier call never counts
+    tokens = [f"npa-probe-{nonce}-{i}".encode() for i in range(len(probes))]
     try:
         for i, probe in enumerate(probes):
             sock = _start(probe, tokens[i])

@@ -14,20 +14,14 @@ from tests.apiserver.support import Kubectl
 
 @pytest.fixture
 def api() -> Iterator[ApiServer]:
-    server = ApiServer(bookmark_interval=0.05).start()
-    try:
+    with ApiServer(bookmark_interval=0.05) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def tls_api(tmp_path: Path) -> Iterator[ApiServer]:
-    server = ApiServer(tls_enabled=True, cert_dir=tmp_path / "pki").start()
-    try:
+    with ApiServer(tls_enabled=True, cert_dir=tmp_path / "pki") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

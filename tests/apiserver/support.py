@@ -6,9 +6,7 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,11 +82,3 @@ def policy(name: str, namespace: str = "default", **match: str) -> dict[str, Any
             "ingress": [{"from": [{"podSelector": {}}], "ports": [{"port": 80}]}],
         },
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)

@@ -13,7 +13,8 @@ from kubernetes import config as _config
 from kubernetes import watch as _watch
 
 from agent.lab.apiserver import ApiServer
-from tests.apiserver.support import pod, policy, wait_for
+from tests.apiserver.support import pod, policy
+from tests.polling import wait_for
 
 k8s: Any = _client
 k8s_watch: Any = _watch

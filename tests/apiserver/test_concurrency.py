@@ -9,7 +9,8 @@ import threading
 from typing import Any
 
 from agent.lab.apiserver import ApiServer
-from tests.apiserver.support import pod, wait_for
+from tests.apiserver.support import pod
+from tests.polling import wait_for
 
 PODS = 1000
 WRITERS = 4

@@ -14,7 +14,8 @@ import pytest
 
 from agent.lab.apiserver import ApiServer, Faults
 from agent.lab.apiserver.store import Store
-from tests.apiserver.support import call, pod, wait_for
+from tests.apiserver.support import call, pod
+from tests.polling import wait_for
 
 
 def _stream(port: int, path: str, out: list[dict[str, Any]], done: threading.Event) -> None:

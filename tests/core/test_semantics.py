@@ -66,6 +66,10 @@ DENY_X_EGRESS: tuple[str, dict[str, Any]] = (
     "x/deny-egress",
     {"podSelector": {}, "policyTypes": ["Egress"]},
 )
+DENY_Y_EGRESS: tuple[str, dict[str, Any]] = (
+    "y/deny-egress",
+    {"podSelector": {}, "policyTypes": ["Egress"]},
+)
 TO_XA: dict[str, Any] = {"podSelector": sel("pod=a")}
 
 
@@ -549,38 +553,93 @@ CASES: list[Case] = [
     ),
     # pods outside NetworkPolicy; node addresses
     ("hostNetwork destination: not a target", [DENY_X], "y/a", "x/host", 80, TCP, True),
+    # "traffic to and from the node where a Pod is running is always allowed": the "to" half
     (
-        "hostNetwork destination: the source's egress still applies",
+        "hostNetwork destination on the pod's own node: always allowed",
         [DENY_X_EGRESS],
         "x/a",
-        "x/host",
-        80,
-        TCP,
-        False,
-    ),
-    (
-        "hostNetwork destination: egress ipBlock admits it",
-        [
-            (
-                "x/out",
-                {"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "172.18.0.0/24"}}]}]},
-            )
-        ],
-        "x/b",
         "x/host",
         80,
         TCP,
         True,
     ),
     (
-        "egress isolation applies to the pod's own node",
+        "hostNetwork destination on another node: the source's egress applies",
+        [DENY_Y_EGRESS],
+        "y/a",
+        "x/host",
+        80,
+        TCP,
+        False,
+    ),
+    (
+        "hostNetwork destination on another node: egress ipBlock admits it",
+        [
+            (
+                "y/out",
+                {"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "172.18.0.0/24"}}]}]},
+            )
+        ],
+        "y/c",
+        "x/host",
+        80,
+        TCP,
+        True,
+    ),
+    (
+        "egress-isolated pod reaches its own node",
         [DENY_X_EGRESS],
         "x/a",
         "172.18.0.2",
         80,
         TCP,
+        True,
+    ),
+    (
+        "egress-isolated pod reaches its own node over IPv6",
+        [DENY_X_EGRESS],
+        "x/a",
+        "fd00:172:18::2",
+        80,
+        UDP,
+        True,
+    ),
+    (
+        "egress-isolated pod reaches its own gateway",
+        [DENY_X_EGRESS],
+        "x/b",
+        "10.244.0.1",
+        53,
+        UDP,
+        True,
+    ),
+    ("egress to node-1 from node-1", [DENY_Y_EGRESS], "y/c", "172.18.0.3", 80, SCTP, True),
+    ("egress to another node: no pass", [DENY_X_EGRESS], "x/a", "172.18.0.3", 80, TCP, False),
+    (
+        "egress to another node's gateway: no pass",
+        [DENY_X_EGRESS],
+        "x/a",
+        "10.244.1.1",
+        80,
+        TCP,
         False,
     ),
+    ("egress to node-0 from node-1: no pass", [DENY_Y_EGRESS], "y/a", "172.18.0.2", 80, TCP, False),
+    (
+        "egress to another node: an ipBlock admits it",
+        [
+            (
+                "x/out",
+                {"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "172.18.0.3/32"}}]}]},
+            )
+        ],
+        "x/a",
+        "172.18.0.3",
+        80,
+        TCP,
+        True,
+    ),
+    ("egress to an external address: no pass", [DENY_X_EGRESS], "x/a", "192.0.2.1", 80, TCP, False),
     ("no-IP destination: unreachable", [], "y/a", "x/noip", 80, TCP, False),
     ("finished destination: unreachable", [], "y/a", "x/done", 80, TCP, False),
     (
@@ -788,6 +847,21 @@ def test_explain_node_address() -> None:
         "10.244.0.1 is an address of node-0, the destination's own node: always allowed (kubelet probes)"
         in e.summary
     )
+
+
+def test_explain_pod_to_its_own_node() -> None:
+    e = evaluator([DENY_X_EGRESS]).explain(PODS["x/a"], "10.244.0.1", 80, TCP)
+    assert e.allowed and e.egress is None
+    assert (
+        "10.244.0.1 is an address of node-0, the source's own node: always allowed"
+        " (traffic to the pod's node)" in render_explanation(e)
+    )
+    e = evaluator([DENY_X_EGRESS]).explain(PODS["x/a"], PODS["x/host"], 80, TCP)
+    assert e.allowed
+    assert "x/host uses the host network of node-0, the source's own node" in e.summary
+    e = evaluator([DENY_X_EGRESS]).explain(PODS["x/a"], "172.18.0.3", 80, TCP)
+    assert not e.allowed
+    assert e.egress is not None and e.egress.isolated_by == ("x/deny-egress",)
 
 
 def test_explain_not_isolated_and_self() -> None:

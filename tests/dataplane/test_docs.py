@@ -51,6 +51,9 @@ def test_the_doc_shows_what_compile_prints(
         ("FORWARD", "10.244.0.10", "10.96.0.10", "UDP", 53, "ACCEPT"),
         ("FORWARD", "10.244.0.10", "10.96.0.1", "UDP", 53, "DROP"),
         ("FORWARD", "10.244.1.10", "10.244.0.10", "TCP", 8080, "ACCEPT"),
+        ("INPUT", "10.244.0.10", "172.18.0.2", "TCP", 22, "PASS"),
+        ("INPUT", "10.244.0.10", "10.244.0.1", "TCP", 22, "PASS"),
+        ("FORWARD", "10.244.0.10", "172.18.0.3", "TCP", 22, "DROP"),
     ],
 )
 def test_the_walkthroughs(

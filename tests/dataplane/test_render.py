@@ -117,7 +117,6 @@ def test_policy_add_declares_new_chains_and_rewrites_the_dispatch() -> None:
 :NPA-E[x/b] - [0:0]
 :NPA-E[x/a] - [0:0]
 :NPA-FORWARD - [0:0]
-:NPA-INPUT - [0:0]
 -A NPA-DROP-EGRESS -s 10.244.0.10/32 -m comment --comment "x/a" -j DROP
 -A NPA-DROP-EGRESS -s 10.244.0.11/32 -m comment --comment "x/b" -j DROP
 -A NPA-DROP-EGRESS -m comment --comment "no policy allows" -j DROP
@@ -130,10 +129,6 @@ def test_policy_add_declares_new_chains_and_rewrites_the_dispatch() -> None:
 -A NPA-FORWARD -s 10.244.0.11/32 -m comment --comment "x/b egress" -j NPA-E[x/b]
 -A NPA-FORWARD -d 10.244.0.10/32 -m comment --comment "x/a ingress" -j NPA-I[x/a]
 -A NPA-FORWARD -m comment --comment "allowed by policy" -m mark --mark 0x200000/0x200000 -j ACCEPT
--A NPA-INPUT -m comment --comment established -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
--A NPA-INPUT -m comment --comment "clear the netpol-agent mark" -j MARK --set-xmark 0x0/0x200000
--A NPA-INPUT -s 10.244.0.10/32 -m comment --comment "x/a egress" -j NPA-E[x/a]
--A NPA-INPUT -s 10.244.0.11/32 -m comment --comment "x/b egress" -j NPA-E[x/b]
 COMMIT
 """,
         iptables,

@@ -139,9 +139,12 @@ SCENARIOS: dict[str, tuple[list[NetworkPolicy], dict[str, Any], list[Flow]]] = {
             Flow(XA, "192.0.2.53", "ACCEPT", proto="UDP", port=53),
             Flow(XA, "192.0.2.53", "DROP", proto="TCP", port=53),
             Flow(XA, XB, "DROP"),
-            Flow(XA, "172.18.0.2", "DROP", hook="INPUT"),  # to its own node: egress applies
+            Flow(XA, "172.18.0.2", "PASS", hook="INPUT"),  # to its own node: always allowed
+            Flow(XA, "10.244.0.1", "PASS", proto="SCTP", hook="INPUT"),
             Flow(XA, "172.18.0.2", "PASS", proto="UDP", port=53, hook="INPUT"),
             Flow(XA, "172.18.0.2", "PASS", hook="INPUT", ctstate="ESTABLISHED"),
+            Flow(XA, "172.18.0.3", "DROP"),  # to another node: egress applies (FORWARD)
+            Flow(XA, "10.244.1.1", "DROP"),
             Flow(XB, XA, "PASS"),  # x/a's ingress is not isolated
         ],
     ),

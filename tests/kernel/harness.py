@@ -19,6 +19,7 @@ from agent.core.semantics import ReferenceEvaluator
 from agent.dataplane.applier import Applier, ApplyResult
 from agent.dataplane.backend import select_backend
 from agent.dataplane.hostcheck import check_host
+from agent.sandbox.netns import run
 from agent.sandbox.setns import inside
 from agent.sandbox.sockets import EchoServers, Probe, probe_many
 from agent.sandbox.topology import NodeSandbox, PodSandbox, build_node
@@ -133,6 +134,10 @@ class KernelNode:
         ]
 
     def verify(self, state: ClusterState) -> None:
+        # Verdicts are for NEW connections: flows the previous rules allowed stay
+        # ESTABLISHED in conntrack (a policy change does not cut them), and a UDP
+        # probe reusing such a flow's source port would ride that entry.
+        run(self.sandbox.netns, "conntrack", "-F", check=False)
         problems = self.mismatches(self.checks(state))
         assert not problems, "\n".join(problems)
 

@@ -13,6 +13,7 @@ import pytest
 
 from agent.lab import lifecycle, topology
 from agent.lab.state import LabConfig, LabPaths, alive_pid
+from agent.sandbox import processes
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -30,11 +31,7 @@ def lab_pids(paths: LabPaths, name: str) -> set[int]:
 
 
 def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
+    return processes.state(pid) in (None, "Z")
 
 
 def test_down_after_a_crash_and_up_over_leftovers(tmp_path: Path) -> None:

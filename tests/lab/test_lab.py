@@ -214,11 +214,6 @@ def test_recreated_pod_with_the_same_ip_gets_the_new_pods_policy(
     assert lab.cell(table, "re/server", "re/t")
 
 
-@pytest.mark.xfail(
-    reason="agent drops ICMPv6 neighbour advertisements to isolated pods on the same node "
-    "(reported to the lead); remove this mark once the agent allows ND",
-    strict=False,
-)
 def test_dual_stack_lab_agrees_over_ipv6(tmp_path_factory: pytest.TempPathFactory) -> None:
     from agent.core.model import Family
     from agent.lab import probe as lab_probe

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,18 +25,25 @@ from agent.lab.apiserver.resources import NAMESPACES, NETWORK_POLICIES, NODES, P
 from agent.sandbox.setns import inside
 from agent.sandbox.sockets import Probe, probe_many
 from agent.sandbox.topology import NodeSandbox, PodSandbox
+from tests import polling
 
 RESYNC = 3.0
 
 
-def store_create(api: ApiServer, body: dict[str, Any]) -> None:
+def store_create(api: ApiServer, body: dict[str, Any]) -> int:
+    """Create an object straight in the server's store (fast, no HTTP); returns its rv.
+
+    A `metadata.uid` in `body` is dropped: the server assigns its own.
+    """
     info = {"Pod": PODS, "Namespace": NAMESPACES, "Node": NODES, "NetworkPolicy": NETWORK_POLICIES}[
         body["kind"]
     ]
+    body = {k: v for k, v in body.items()}
+    body["metadata"] = {k: v for k, v in body["metadata"].items() if k != "uid"}
     ns = body["metadata"].get("namespace") if info.namespaced else None
-    api.store.create(
-        info, lab_objects.prepare_create(info, body, namespace=ns, now=api.handlers.now())
-    )
+    obj = lab_objects.prepare_create(info, body, namespace=ns, now=api.handlers.now())
+    stored = api.store.create(info, obj)
+    return int(stored["metadata"]["resourceVersion"])
 
 
 def pod_body(pod: PodSandbox, labels: dict[str, str]) -> dict[str, Any]:
@@ -175,9 +181,8 @@ class Cluster:
         update(self.api, PODS, "x", pod.name, change)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, why: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached in {timeout}s\n{why()}")
-        time.sleep(0.05)
+def wait_for(
+    cond: Callable[[], bool], timeout: float, why: Callable[[], str] | None = None
+) -> None:
+    """`tests.polling.wait_for` at the kit's pace (every 50 ms: each poll may scrape the agent)."""
+    polling.wait_for(cond, timeout, why, interval=0.05)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from agent.node.agent import Agent
 from agent.node.metrics import DropCount
 from agent.node.settings import Settings
 from tests.node.fakes import FakeApiSource, FakeDataplane, node_dict, ns_dict, pod_dict, policy_dict
+from tests.polling import wait_for
 
 EXPECTED = {
     "netpol_sync_duration_seconds",
@@ -51,14 +51,6 @@ def get(port: int, path: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
-
-
-def wait_for(cond: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
 
 
 @pytest.fixture

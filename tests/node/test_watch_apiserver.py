@@ -21,21 +21,19 @@ from agent.kube.client import KubeApiSource, load_api_client
 from agent.kube.decode import decode
 from agent.kube.watching import Watcher
 from agent.lab.apiserver import ApiServer
-from agent.lab.apiserver import objects as lab_objects
-from agent.lab.apiserver.resources import NAMESPACES, NETWORK_POLICIES, NODES, PODS
+from agent.lab.apiserver.resources import PODS
 from agent.node.agent import Agent
 from agent.node.pacing import Backoff, SystemClock
 from agent.node.settings import Settings
+from tests import polling
+from tests.node.e2e_kit import store_create
 from tests.node.fakes import FakeDataplane, RecordingSink, node_dict, ns_dict, pod_dict, policy_dict
 
 
 @pytest.fixture
 def api() -> Iterator[ApiServer]:
-    server = ApiServer(bookmark_interval=0.05).start()
-    try:
+    with ApiServer(bookmark_interval=0.05) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -46,25 +44,8 @@ def source(api: ApiServer, tmp_path: Path) -> KubeApiSource:
     )
 
 
-def create(api: ApiServer, body: dict[str, Any]) -> int:
-    """Create an object straight in the server's store (fast, no HTTP); returns its rv."""
-    info = {"Pod": PODS, "Namespace": NAMESPACES, "Node": NODES, "NetworkPolicy": NETWORK_POLICIES}[
-        body["kind"]
-    ]
-    body = {k: v for k, v in body.items()}
-    body["metadata"] = {k: v for k, v in body["metadata"].items() if k != "uid"}
-    ns = body["metadata"].get("namespace") if info.namespaced else None
-    obj = lab_objects.prepare_create(info, body, namespace=ns, now=api.handlers.now())
-    stored = api.store.create(info, obj)
-    return int(stored["metadata"]["resourceVersion"])
-
-
 def wait_for(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
+    polling.wait_for(cond, timeout)
 
 
 def start(w: Watcher) -> threading.Event:
@@ -93,8 +74,8 @@ def upserts(sink: RecordingSink) -> list[str]:
 
 
 def test_initial_list_then_watch(api: ApiServer, source: KubeApiSource) -> None:
-    create(api, ns_dict("x"))
-    create(api, pod_dict("x", "a", labels={"app": "a"}))
+    store_create(api, ns_dict("x"))
+    store_create(api, pod_dict("x", "a", labels={"app": "a"}))
     sink = RecordingSink()
     w = watcher(source, sink, page_size=1)
     stop = start(w)
@@ -103,14 +84,14 @@ def test_initial_list_then_watch(api: ApiServer, source: KubeApiSource) -> None:
         assert sink.calls[0][0] == "replace"
         (listed,) = sink.objects[Kind.PODS].values()
         assert isinstance(listed, Pod) and listed.labels == {"app": "a"}
-        create(api, pod_dict("x", "b"))
+        store_create(api, pod_dict("x", "b"))
         wait_for(
             lambda: any(
                 isinstance(p, Pod) and p.name == "b" for p in sink.objects[Kind.PODS].values()
             )
         )
         # bookmarks carry the global counter to an idle watch
-        create(api, ns_dict("y"))
+        store_create(api, ns_dict("y"))
         wait_for(lambda: w.resource_version == str(api.resource_version))
     finally:
         stop.set()
@@ -119,7 +100,7 @@ def test_initial_list_then_watch(api: ApiServer, source: KubeApiSource) -> None:
 def test_dropped_watch_resumes_without_losing_or_repeating(
     api: ApiServer, source: KubeApiSource
 ) -> None:
-    create(api, ns_dict("x"))
+    store_create(api, ns_dict("x"))
     sink = RecordingSink()
     w = watcher(source, sink)
     stop = start(w)
@@ -127,7 +108,7 @@ def test_dropped_watch_resumes_without_losing_or_repeating(
         wait_for(lambda: bool(sink.calls))
         dropped = 0
         for i in range(100):
-            create(api, pod_dict("x", f"p{i}"))
+            store_create(api, pod_dict("x", f"p{i}"))
             if i % 25 == 10:
                 wait_for(lambda: bool(list(api.store.watchers())))
                 dropped += api.faults.drop_watches()  # mid-stream, while events are in flight
@@ -142,8 +123,8 @@ def test_dropped_watch_resumes_without_losing_or_repeating(
 
 
 def test_410_forces_a_relist(api: ApiServer, source: KubeApiSource) -> None:
-    create(api, ns_dict("x"))
-    create(api, pod_dict("x", "old"))
+    store_create(api, ns_dict("x"))
+    store_create(api, pod_dict("x", "old"))
     sink = RecordingSink()
     w = watcher(source, sink, timeout_seconds=1)
     stop = threading.Event()
@@ -151,7 +132,7 @@ def test_410_forces_a_relist(api: ApiServer, source: KubeApiSource) -> None:
     assert [p.name for p in sink.objects[Kind.PODS].values()] == ["old"]  # type: ignore[attr-defined]
     w.resource_version = str(api.resource_version)
     api.store.delete(PODS, "x", "old")
-    create(api, pod_dict("x", "new"))
+    store_create(api, pod_dict("x", "new"))
     api.faults.compact()
     sink.calls.clear()
     stop2 = start(w)
@@ -163,8 +144,8 @@ def test_410_forces_a_relist(api: ApiServer, source: KubeApiSource) -> None:
 
 
 def test_refused_connections_for_10s_at_start(api: ApiServer, source: KubeApiSource) -> None:
-    create(api, ns_dict("x"))
-    create(api, node_dict("node-0"))
+    store_create(api, ns_dict("x"))
+    store_create(api, node_dict("node-0"))
     api.faults.refuse_connections(10.0)
     began = time.monotonic()
     agent = _agent(source, watch_backoff=(0.2, 1.0))
@@ -186,15 +167,15 @@ def test_refused_connections_for_10s_at_start(api: ApiServer, source: KubeApiSou
 def test_burst_of_1000_pod_events_coalesces_into_a_few_syncs(
     api: ApiServer, source: KubeApiSource
 ) -> None:
-    create(api, ns_dict("x"))
-    create(api, node_dict("node-0"))
+    store_create(api, ns_dict("x"))
+    store_create(api, node_dict("node-0"))
     states: list[ClusterState] = []
     agent = _agent(source, compiler=recorder(states))
     try:
         wait_for(lambda: agent.reconciler.ready()[0])
         before = len(states)
         for i in range(1000):
-            create(api, pod_dict("x", f"p{i}", ip=f"10.244.{i // 200}.{10 + i % 200}"))
+            store_create(api, pod_dict("x", f"p{i}", ip=f"10.244.{i // 200}.{10 + i % 200}"))
         target = api.resource_version
         wait_for(lambda: agent.reconciler.status().synced_resource_version >= target)
         syncs = len(states) - before
@@ -241,10 +222,10 @@ def _agent(
 
 
 def test_policy_and_node_are_decoded(api: ApiServer, source: KubeApiSource) -> None:
-    create(api, ns_dict("x"))
-    create(api, node_dict("node-0", address="172.18.0.2"))
-    create(api, node_dict("node-1", address="172.18.0.3"))
-    create(api, policy_dict("x", "deny", selector={"app": "a"}))
+    store_create(api, ns_dict("x"))
+    store_create(api, node_dict("node-0", address="172.18.0.2"))
+    store_create(api, node_dict("node-1", address="172.18.0.3"))
+    store_create(api, policy_dict("x", "deny", selector={"app": "a"}))
     states: list[ClusterState] = []
     agent = _agent(source, compiler=recorder(states))
     try:
@@ -259,8 +240,7 @@ def test_policy_and_node_are_decoded(api: ApiServer, source: KubeApiSource) -> N
 
 
 def test_tls_and_token_from_kubeconfig(tmp_path: Path) -> None:
-    server = ApiServer(tls_enabled=True, cert_dir=tmp_path / "pki", bookmark_interval=0.05).start()
-    try:
+    with ApiServer(tls_enabled=True, cert_dir=tmp_path / "pki", bookmark_interval=0.05) as server:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
         source = KubeApiSource(load_api_client(str(kubeconfig)), node_name="node-0")
         page = source.list_page(Kind.NAMESPACES, limit=10, continue_token=None)
@@ -268,11 +248,9 @@ def test_tls_and_token_from_kubeconfig(tmp_path: Path) -> None:
         events = source.watch(
             Kind.NAMESPACES, resource_version=page.resource_version, timeout_seconds=1
         )
-        create(server, ns_dict("x"))
+        store_create(server, ns_dict("x"))
         first = next(iter(events))
         assert first["type"] in ("ADDED", "BOOKMARK")
-    finally:
-        server.stop()
 
 
 def test_rbac_style_rejection_is_not_retried_as_gone(api: ApiServer, source: KubeApiSource) -> None:
