@@ -12,9 +12,9 @@ change) and redoes only what that affects:
 - namespace labels: the namespace-selector sets they start or stop matching;
 - chains only when a policy changed, a local pod changed (it may gain or lose
   isolation, a policy, an address) or this node's Node object changed. They
-  are then built by the same code as the full compiler (`_Compiler`, with
-  policy chains reused when the policy object is the same and set members
-  left to the live sets), so the layout cannot drift from the reference;
+  are then built by the full compiler's own code (`agent.core.chainbuild`,
+  reusing policy and pod chains whose inputs are the same objects, set
+  members left to the live sets), so the layout cannot drift from the reference;
 - everything else is reused by reference, which also keeps `render.plan` cheap.
 
 Full syncs double as a check: the incremental result for the same state must
@@ -28,27 +28,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from agent.core import compile as full_compile
+from agent.core.chainbuild import ChainBuilder, PodCache, PolicyCache
 from agent.core.compile import CompileOptions, compile_ruleset
-from agent.core.ipsets import SetBuilder
-from agent.core.livesets import LiveSets, PortSpec, SelectorSpec, Spec
-from agent.core.model import (
-    MATCH_ALL,
-    ClusterState,
-    Direction,
-    Family,
-    NetworkPolicy,
-    Peer,
-    Pod,
-    Protocol,
-)
+from agent.core.livesets import LiveSets, Spec
+from agent.core.model import ClusterState, Direction, Family, Pod
 from agent.core.podindex import PodIndex
-from agent.core.ruleset import Chain, IPSet, Ruleset, Table
+from agent.core.ruleset import IPSet, Ruleset, Table
 
 V = TypeVar("V")
-_PolicyCache = dict[tuple[str, Direction, Family], tuple[NetworkPolicy, str | None, Chain | None]]
-# (pod uid, direction, family) -> (pod, what else its chain depends on, the chain)
-_PodCache = dict[tuple[str, Direction, Family], tuple[Pod, tuple[object, ...], Chain]]
 
 
 class IncrementalCompiler:
@@ -67,8 +54,8 @@ class IncrementalCompiler:
         self._state: ClusterState | None = None
         self._live = LiveSets()
         self._local: dict[str, Pod] = {}
-        self._policy_cache: _PolicyCache = {}
-        self._pod_cache: _PodCache = {}
+        self._policy_cache: PolicyCache = {}
+        self._pod_cache: PodCache = {}
         self._specs: dict[str, Spec] = {}
         self._templates: dict[str, IPSet] = {}
         self._tables: Mapping[Family, Table] = {}
@@ -172,7 +159,7 @@ class IncrementalCompiler:
 
     def _build_chains(self, state: ClusterState) -> None:
         local = PodIndex(ClusterState(pods=self._local))
-        builder = _ChainBuilder(
+        builder = ChainBuilder(
             state,
             self.node,
             self.options,
@@ -210,109 +197,3 @@ def _changed(old: Mapping[str, V], new: Mapping[str, V]) -> list[str]:
     if len(old) != len(new) - added:
         out += [k for k in old if k not in new]
     return [k for k in out if old.get(k) != new.get(k)]
-
-
-class _RecordingSets(SetBuilder):
-    """Names sets like SetBuilder but leaves selector and named-port members to the live sets."""
-
-    def __init__(
-        self,
-        state: ClusterState,
-        node: str,
-        allow_cidrs: tuple[str, ...],
-        specs: dict[str, Spec],
-    ) -> None:
-        super().__init__(state, node, allow_cidrs, PodIndex(ClusterState()))
-        self.specs = specs
-        self._node_memo: dict[Family, str | None] = {}
-
-    def peer_set(self, policy: NetworkPolicy, peer: Peer, family: Family) -> str | None:
-        name = super().peer_set(policy, peer, family)
-        if name is not None and peer.ip_block is None and name not in self.specs:
-            ns_sel = peer.namespace_selector
-            self.specs[name] = SelectorSpec(
-                family=family,
-                selector=peer.pod_selector or MATCH_ALL,
-                namespace=policy.namespace if ns_sel is None else None,
-                namespace_selector=ns_sel,
-            )
-        return name
-
-    def named_port_set(self, port: str, protocol: Protocol, family: Family) -> str:
-        name = super().named_port_set(port, protocol, family)
-        self.specs.setdefault(name, PortSpec(family, port, protocol))
-        return name
-
-    def node_set(self, family: Family) -> str | None:
-        if family not in self._node_memo:
-            self._node_memo[family] = super().node_set(family)
-        return self._node_memo[family]
-
-
-class _ChainBuilder(full_compile._Compiler):
-    """The full compiler's chain building over the local pods, with policy chains reused."""
-
-    def __init__(
-        self,
-        state: ClusterState,
-        node: str,
-        options: CompileOptions,
-        local: PodIndex,
-        *,
-        cache: _PolicyCache,
-        pod_cache: _PodCache,
-        specs: dict[str, Spec],
-        templates: dict[str, IPSet],
-    ) -> None:
-        super().__init__(state, node, options, local)
-        self.setb = _RecordingSets(state, node, options.allow_cidrs, specs)
-        self.cache = cache
-        self.pod_cache = pod_cache
-        self.cache_templates = templates  # set name -> IPSet as SetBuilder made it
-
-    def policy_chain(self, policy: NetworkPolicy, d: Direction, family: Family) -> str | None:
-        memo_key = (policy.key, d)
-        if memo_key in self.policy_memo:
-            return self.policy_memo[memo_key]
-        hit = self.cache.get((policy.key, d, family))
-        if hit is not None and hit[0] is policy:
-            _, name, chain = hit
-            templates = self.cache_templates
-            if chain is not None and all(m.name in templates for r in chain.rules for m in r.sets):
-                for rule in chain.rules:
-                    for m in rule.sets:
-                        self.setb.sets.setdefault(m.name, templates[m.name])
-                assert name is not None
-                self.chains[name] = chain
-                self.policy_memo[memo_key] = name
-                return name
-            if chain is None:
-                self.policy_memo[memo_key] = None
-                return None
-        name = super().policy_chain(policy, d, family)
-        chain = self.chains.get(name) if name is not None else None
-        self.cache[(policy.key, d, family)] = (policy, name, chain)
-        if chain is not None:
-            for rule in chain.rules:
-                for m in rule.sets:
-                    self.cache_templates[m.name] = self.setb.sets[m.name]
-        return name
-
-    def pod_chain(
-        self, pod: Pod, d: Direction, policies: list[NetworkPolicy], family: Family
-    ) -> str:
-        """A pod chain depends on the pod, its policies' chains and the node set: reuse it."""
-        deps: tuple[object, ...] = (
-            tuple(self.policy_chain(p, d, family) for p in policies),
-            self.setb.node_set(family) if d is Direction.INGRESS else None,
-            self.state.nodes.get(self.node),
-        )
-        key = (pod.uid, d, family)
-        hit = self.pod_cache.get(key)
-        if hit is not None and hit[0] is pod and hit[1] == deps:
-            chain = hit[2]
-            self.chains[chain.name] = chain
-            return chain.name
-        name = super().pod_chain(pod, d, policies, family)
-        self.pod_cache[key] = (pod, deps, self.chains[name])
-        return name

@@ -126,3 +126,21 @@ def test_failure_forces_the_next_apply_to_be_full(reads: list[list[str]]) -> Non
     assert applier.needs_full and applier.applied == _ruleset()
     executor.fail = False
     assert applier.apply_quick(_ruleset(b_label="a")).full
+
+
+def test_netlink_path_takes_only_address_add_del_on_hash_ip_sets() -> None:
+    from agent.core.ruleset import SetType
+    from agent.dataplane.netlinkset import NetlinkSets
+
+    types = {"npa-s4-a": SetType.HASH_IP, "npa-b4-b": SetType.HASH_NET}
+    sets = NetlinkSets()
+    for text in (
+        "create npa-s4-a hash:ip family inet maxelem 262144\n",
+        "add npa-b4-b 10.0.0.0/8\n",
+        "add npa-s4-a 10.0.0.1 nomatch\n",
+        "add npa-s4-x 10.0.0.1\n",  # a set not in the ruleset
+        "swap npa-t-a npa-s4-a\n",
+        "",
+    ):
+        assert sets.apply(text, types) is False  # declined before any socket is opened
+    assert sets.lines == 0 and sets._sock is None

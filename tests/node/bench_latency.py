@@ -12,7 +12,8 @@ synced resourceVersion >= the write's (i.e. after the apply that includes it).
 The API server sends bookmarks every 10 ms so other kinds do not hold the
 minimum back. Samples: a remote pod's label (peer-set membership changes), a
 local pod's label (it moves in/out of policies), a policy's port (its chain
-is rewritten).
+is rewritten). The agent's own sync time (snapshot, compile, apply: no watch
+delivery, no bookmark wait) is printed per kind of change too, from its log.
 """
 
 from __future__ import annotations
@@ -220,6 +221,10 @@ def main() -> int:
             ]
             if syncs:
                 print(describe("agent sync (incremental)", syncs))
+            if len(syncs) == len(results) * args.samples:  # one sync per sample, in order
+                for k, name in enumerate(results):
+                    part = syncs[k * args.samples : (k + 1) * args.samples]
+                    print(describe(f"  agent sync: {name}", part))
             agent.kill()
         finally:
             api.stop()
