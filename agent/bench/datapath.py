@@ -1,0 +1,254 @@
+"""Stage 4: what enforcement costs packets: two pod namespaces on one bridged node, with no
+rules at all vs the agent's ruleset for the 1k-policy cluster (100 policies select the server).
+
+A third condition, the same cluster without those 100 policies (the server
+isolated by nothing), splits the cost of the agent's top chains and dispatch
+from the walk through the policy chains.
+
+The node and pods are `agent.sandbox.topology` namespaces (bridge netfilter on,
+as on a real node). The cluster is the synthetic one with `policies - 100`
+policies, plus namespace `bench-dp` holding the two real pods and 100
+policies selecting the server; the last of them (in chain order) is the one
+allowing the client, so a new connection walks every policy chain. Traffic
+comes from `agent.bench.loadgen` processes (one per end, so each has a core):
+new TCP connections per second, UDP packets per second (one flow) and the
+throughput of one established TCP stream. Conditions alternate for `rounds`
+rounds; the medians are compared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent.bench.cluster import NODE, TEAMS, ClusterSpec, generate, namespace, pod, policy
+from agent.bench.results import Goal, Result, median
+from agent.core.compile import CompileOptions, compile_ruleset
+from agent.core.convert import state_from_dicts
+from agent.core.ruleset import Ruleset
+from agent.dataplane.applier import Applier
+from agent.dataplane.backend import Backend
+from agent.sandbox.setns import inside
+from agent.sandbox.topology import NodeSandbox, PodSandbox, build_node
+
+Obj = dict[str, Any]
+PORT_CONNECT, PORT_STREAM, PORT_UDP = 5201, 5202, 5203
+DP_NAMESPACE = "bench-dp"
+CONNECT_GOAL = Goal(">=", 0.9)
+STREAM_GOAL = Goal(">=", 0.98)
+
+
+def dp_objects(
+    *, client: PodSandbox, server: PodSandbox, selecting: int, policies: int, pods: int, seed: int
+) -> list[Obj]:
+    """The cluster of this stage: the synthetic one plus the two real pods and their policies."""
+    base = generate(
+        ClusterSpec(
+            pods=max(0, pods - 2),
+            policies=max(0, policies - selecting),
+            local_pods=100,
+            seed=seed,
+            first_local_host=20,
+        )
+    )
+    objs = [*base.objects(), namespace(DP_NAMESPACE, {"purpose": "bench"})]
+    for p, app in ((client, "bench-client"), (server, "bench-server")):
+        objs.append(
+            pod(DP_NAMESPACE, p.name, labels={"app": app}, node=NODE, ips=list(p.ips), ports=[])
+        )
+    for n in range(selecting):
+        if n == selecting - 1:
+            peers: list[Obj] = [{"podSelector": {"matchLabels": {"app": "bench-client"}}}]
+            ports: list[Obj] = [
+                {"protocol": proto, "port": PORT_CONNECT, "endPort": PORT_UDP}
+                for proto in ("TCP", "UDP")
+            ]
+        else:
+            peers = [
+                {
+                    "namespaceSelector": {"matchLabels": {"team": TEAMS[n % len(TEAMS)]}},
+                    "podSelector": {"matchLabels": {"tier": "frontend"}},
+                }
+            ]
+            ports = [{"port": 6000 + n}]
+        spec = {
+            "podSelector": {"matchLabels": {"app": "bench-server"}},
+            "ingress": [{"from": peers, "ports": ports}],
+        }
+        objs.append(policy(DP_NAMESPACE, f"dp-sel-{n:03d}", spec))
+    return objs
+
+
+def _start(ns: str, *args: str) -> subprocess.Popen[str]:
+    argv = ["ip", "netns", "exec", ns, sys.executable, "-m", "agent.bench.loadgen", *args]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        _, err = proc.communicate(timeout=timeout)
+        raise RuntimeError(f"loadgen {proc.args!r}: no output: {err.strip()}")
+    return dict(json.loads(line))
+
+
+def _pair(
+    server: list[str], client: list[str], s_ns: str, c_ns: str, seconds: float
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    srv = _start(s_ns, *server)
+    try:
+        _line(srv, 10)  # ready
+        cli = _start(c_ns, *client)
+        out, err = cli.communicate(timeout=seconds + 30)
+        if cli.returncode != 0:
+            raise RuntimeError(f"loadgen {client}: {err.strip()}")
+        client_result = dict(json.loads(out.strip().splitlines()[-1]))
+        server_result: dict[str, Any] | None = None
+        if server[0] != "tcp-accept":  # the only server that never reports
+            try:
+                server_result = _line(srv, seconds + 10)
+            except (RuntimeError, ValueError):
+                server_result = None
+        return client_result, server_result
+    finally:
+        if srv.poll() is None:
+            srv.terminate()
+        srv.wait(timeout=10)
+
+
+def measure(client: PodSandbox, server: PodSandbox, seconds: float) -> dict[str, float]:
+    dst, s_ns, c_ns = server.ipv4, server.netns, client.netns
+    t = f"{seconds:g}"
+    conn, _ = _pair(
+        ["tcp-accept", str(PORT_CONNECT)],
+        ["tcp-connect", dst, str(PORT_CONNECT), t],
+        s_ns,
+        c_ns,
+        seconds,
+    )
+    _, udp = _pair(
+        ["udp-sink", str(PORT_UDP), t],
+        ["udp-blast", dst, str(PORT_UDP), f"{seconds + 1:g}"],
+        s_ns,
+        c_ns,
+        seconds,
+    )
+    stream, _ = _pair(
+        ["tcp-sink", str(PORT_STREAM)],
+        ["tcp-stream", dst, str(PORT_STREAM), t],
+        s_ns,
+        c_ns,
+        seconds,
+    )
+    return {
+        "tcp_connections_per_s": float(conn["per_second"]),
+        "tcp_connect_failures": float(conn["failures"]),
+        "udp_packets_per_s": float(udp["per_second"]) if udp else 0.0,
+        "tcp_stream_bytes_per_s": float(stream["bytes_per_second"]),
+    }
+
+
+def run_datapath(
+    backends: Sequence[Backend],
+    *,
+    pods: int,
+    policies: int,
+    seconds: float,
+    rounds: int = 2,
+    seed: int = 1,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[Result]:
+    out: list[Result] = []
+    with build_node(0, purpose="dp") as node:
+        client, server = node.add_pod("client"), node.add_pod("server")
+        objs = dp_objects(
+            client=client,
+            server=server,
+            selecting=min(100, policies),
+            policies=policies,
+            pods=pods,
+            seed=seed,
+        )
+        unselected = [o for o in objs if not o["metadata"]["name"].startswith("dp-sel-")]
+        rulesets = {
+            "policies": compile_ruleset(
+                state_from_dicts(objs), node=NODE, options=CompileOptions()
+            ),
+            "unselected": compile_ruleset(
+                state_from_dicts(unselected), node=NODE, options=CompileOptions()
+            ),
+        }
+        for backend in backends:
+            out += _one_backend(
+                node,
+                backend,
+                rulesets,
+                client,
+                server,
+                seconds,
+                rounds,
+                log,
+                f"{policies} policies",
+            )
+    return out
+
+
+def _one_backend(
+    node: NodeSandbox,
+    backend: Backend,
+    rulesets: dict[str, Ruleset],
+    client: PodSandbox,
+    server: PodSandbox,
+    seconds: float,
+    rounds: int,
+    log: Callable[[str], None],
+    with_label: str,
+) -> list[Result]:
+    runs: dict[str, list[dict[str, float]]] = {"none": [], **{c: [] for c in rulesets}}
+    for _ in range(rounds):
+        runs["none"].append(measure(client, server, seconds))
+        for condition, ruleset in rulesets.items():
+            applier = Applier(backend)
+            with inside(node.netns):
+                applier.apply(ruleset)
+            try:
+                runs[condition].append(measure(client, server, seconds))
+            finally:
+                with inside(node.netns):
+                    applier.cleanup()
+    med = {c: {k: median([r[k] for r in rs]) for k in rs[0]} for c, rs in runs.items()}
+    log(f"datapath {backend.name}: {json.dumps(med)}")
+    detail = {"runs": runs, "seconds": seconds}
+    name = backend.name
+    out: list[Result] = []
+    for key, label, unit, goal in (
+        ("tcp_connections_per_s", "new TCP connections", "/s", CONNECT_GOAL),
+        ("udp_packets_per_s", "UDP packets (one flow)", "/s", None),
+        ("tcp_stream_bytes_per_s", "TCP stream throughput", "MB/s", STREAM_GOAL),
+    ):
+        scale = 1e-6 if unit == "MB/s" else 1.0
+        base, with_rules = med["none"][key], med["policies"][key]
+        out.append(Result("datapath", name, f"{label}, no rules", base * scale, unit, None, detail))
+        out.append(
+            Result(
+                "datapath", name, f"{label}, {with_label}", with_rules * scale, unit, None, detail
+            )
+        )
+        ratio = with_rules / base if base else 0.0
+        out.append(Result("datapath", name, f"{label} ratio", ratio, "x", goal, detail))
+        other = med["unselected"][key] / base if base else 0.0
+        out.append(
+            Result("datapath", name, f"{label} ratio, server unselected", other, "x", None, detail)
+        )
+    failures = med["policies"]["tcp_connect_failures"]
+    if failures:
+        out.append(
+            Result(
+                "datapath", name, "TCP connect failures with policies", failures, "", None, detail
+            )
+        )
+    return out
