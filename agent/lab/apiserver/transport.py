@@ -181,6 +181,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Cache-Control", "no-cache, private")
+            # We close the connection when the stream ends: say so, or a client's
+            # connection pool reuses the dead socket for its next request.
+            self.send_header("Connection", "close")
             self.end_headers()
             start = time.monotonic()
             deadline = start + stream.timeout if stream.timeout is not None else None
