@@ -20,12 +20,10 @@ from agent.core.compile import CompileOptions, compile_ruleset
 from agent.core.incremental import IncrementalCompiler
 from agent.core.model import (
     ClusterState,
-    Direction,
     Family,
     Labels,
     LabelSelector,
     Namespace,
-    NetworkPolicy,
     Node,
     Peer,
     Pod,
@@ -36,6 +34,7 @@ from agent.core.render import plan
 from agent.core.ruleset import Ruleset
 from tests.dataplane.strategies import (
     NODES,
+    anchored,
     cluster_st,
     labels_st,
     pod_st,
@@ -53,28 +52,7 @@ def _reference(state: ClusterState, options: CompileOptions = OPTIONS) -> Rulese
 
 def _anchored(base: ClusterState, rules: list[Rule]) -> ClusterState:
     """Two local pods isolated both ways by a wide policy, so chains and sets exist."""
-    anchors = {
-        f"uid-anchor-{ns}": Pod(
-            ns,
-            "anchor",
-            f"uid-anchor-{ns}",
-            Labels({"pod": "a"}),
-            (f"10.244.0.{200 + i}", f"fd00:10:244::{200 + i:x}"),
-            NODE,
-        )
-        for i, ns in enumerate(("x", "y"))
-    }
-    wide = {
-        f"{ns}/wide": NetworkPolicy(
-            ns,
-            "wide",
-            policy_types=frozenset(Direction),
-            ingress=tuple(rules),
-            egress=tuple(reversed(rules)),
-        )
-        for ns in ("x", "y")
-    }
-    return replace(base, pods={**base.pods, **anchors}, policies={**base.policies, **wide})
+    return anchored(base, ingress=tuple(rules), egress=tuple(reversed(rules)))
 
 
 @st.composite

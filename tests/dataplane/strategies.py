@@ -192,3 +192,28 @@ def cluster_st(draw: st.DrawFn) -> ClusterState:
         policies={p.key: p for p in policies},
         nodes=NODES,
     )
+
+
+def anchored(
+    base: ClusterState, *, ingress: tuple[Rule, ...], egress: tuple[Rule, ...]
+) -> ClusterState:
+    """`base` plus a local pod (node-0) in x and in y, each isolated both ways by a
+    wide policy with the given rules, so pod chains and peer sets always exist."""
+    anchors = {
+        f"uid-anchor-{ns}": Pod(
+            ns,
+            "anchor",
+            f"uid-anchor-{ns}",
+            Labels({"pod": "a"}),
+            (f"10.244.0.{200 + i}", f"fd00:10:244::{200 + i:x}"),
+            "node-0",
+        )
+        for i, ns in enumerate(("x", "y"))
+    }
+    wide = {
+        f"{ns}/wide": NetworkPolicy(
+            ns, "wide", policy_types=frozenset(Direction), ingress=ingress, egress=egress
+        )
+        for ns in ("x", "y")
+    }
+    return replace(base, pods={**base.pods, **anchors}, policies={**base.policies, **wide})

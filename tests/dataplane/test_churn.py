@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.core.compile import CompileOptions, compile_ruleset
-from agent.core.model import ClusterState, Direction, Labels, Namespace, NetworkPolicy, Pod
+from agent.core.model import ClusterState, Labels, Namespace, Pod
 from agent.core.render import plan
 from agent.core.rulelint import lint
 from agent.core.selectors import selector_matches
 from tests.dataplane.scale import scale_cluster
-from tests.dataplane.strategies import cluster_st, labels_st, pod_st, rule_st
+from tests.dataplane.strategies import anchored, cluster_st, labels_st, pod_st, rule_st
 
 NODE = "node-0"
 OPTIONS = CompileOptions()
@@ -39,28 +39,9 @@ def _enforced_here(state: ClusterState, pod: Pod | None) -> bool:
 def churn_st(draw: st.DrawFn) -> tuple[ClusterState, ClusterState]:
     base = draw(cluster_st())
     # anchors: a local pod in x and y, each isolated both ways by a wide policy with peers
-    anchors = {
-        f"uid-anchor-{ns}": Pod(
-            ns,
-            "anchor",
-            f"uid-anchor-{ns}",
-            Labels({"pod": "a"}),
-            (f"10.244.0.{200 + i}", f"fd00:10:244::{200 + i:x}"),
-            NODE,
-        )
-        for i, ns in enumerate(("x", "y"))
-    }
-    wide = {
-        f"{ns}/wide": NetworkPolicy(
-            ns,
-            "wide",
-            policy_types=frozenset(Direction),
-            ingress=tuple(draw(st.lists(rule_st, min_size=1, max_size=3))),
-            egress=tuple(draw(st.lists(rule_st, min_size=1, max_size=3))),
-        )
-        for ns in ("x", "y")
-    }
-    before = replace(base, pods={**base.pods, **anchors}, policies={**base.policies, **wide})
+    ingress = tuple(draw(st.lists(rule_st, min_size=1, max_size=3)))
+    egress = tuple(draw(st.lists(rule_st, min_size=1, max_size=3)))
+    before = anchored(base, ingress=ingress, egress=egress)
     pods = dict(before.pods)
     kind = draw(st.sampled_from(("relabel", "readdress", "delete", "add", "namespace")))
     if kind == "namespace":

@@ -116,6 +116,15 @@ SEQUENCE = [
 ]
 
 
+def fresh_full_snapshot(backend: str, ns: str, ruleset: Ruleset) -> dict[str, Any]:
+    """The kernel state of `ruleset` applied in full by a new Applier in a clean `ns`."""
+    with inside(ns):
+        fresh = Applier(select_backend(backend))
+        fresh.cleanup()
+        fresh.apply(ruleset)
+        return snapshot(fresh.backend.mode)
+
+
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_incremental_applies_equal_a_fresh_full_apply(backend: str) -> None:
     with netns.netns("agent") as inc_ns, netns.netns("agent") as full_ns:
@@ -127,11 +136,7 @@ def test_incremental_applies_equal_a_fresh_full_apply(backend: str) -> None:
                 result = incremental.apply(ruleset)
                 assert result.full == (step == 0)
                 got = snapshot(incremental.backend.mode)
-            with inside(full_ns):
-                fresh = Applier(select_backend(backend))
-                fresh.cleanup()
-                fresh.apply(ruleset)
-                want = snapshot(fresh.backend.mode)
+            want = fresh_full_snapshot(backend, full_ns, ruleset)
             assert got == want, f"step {step}"
         with inside(inc_ns):
             assert incremental.apply(compiled(SEQUENCE[-1])).changed is False

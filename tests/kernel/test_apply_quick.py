@@ -21,7 +21,7 @@ from agent.sandbox import netns
 from agent.sandbox.setns import inside
 from tests.builders import make_ns, make_pod, make_policy, make_state, sel
 from tests.kernel.kit import BACKEND_NAMES
-from tests.kernel.test_applier import NODE, snapshot
+from tests.kernel.test_applier import NODE, fresh_full_snapshot, snapshot
 
 pytestmark = pytest.mark.kernel
 OPTIONS = CompileOptions()
@@ -82,11 +82,7 @@ def test_incremental_quick_applies_equal_a_fresh_full_apply(backend: str) -> Non
                 result = incremental.apply_quick(ruleset)
                 assert result.full == (step == 0)
                 got = snapshot(incremental.backend.mode)
-            with inside(full_ns):
-                fresh = Applier(select_backend(backend))
-                fresh.cleanup()
-                fresh.apply(ruleset)
-                want = snapshot(fresh.backend.mode)
+            want = fresh_full_snapshot(backend, full_ns, ruleset)
             assert got == want, f"step {step}"
             if 1 <= step <= 4:  # 30 pods x 2 directions in the top and drop chains
                 patched += int(result.counts.rules_written <= 20)
