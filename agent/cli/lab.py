@@ -1,4 +1,4 @@
-"""`netpol-agent lab up|down|status|kubeconfig|probe`: a local multi-node cluster, for real.
+"""`netpol-agent lab up|down|status|kubeconfig|probe|exec`: a local multi-node cluster, for real.
 
 See docs/lab.md. `up` prints the kubeconfig path as its last line, so
 `export KUBECONFIG=$(netpol-agent lab up | tail -1)` works.
@@ -130,6 +130,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also evaluate the same state with the policy engine; exit 1 on any difference",
     )
     probe.set_defaults(func=_probe)
+
+    execute = sub.add_parser(
+        "exec",
+        help="run a command inside a lab pod's network namespace",
+        description="Runs COMMAND on this machine inside the network namespace of a lab pod "
+        "(its addresses and routes, the node's policy in front of it), like `kubectl exec`; "
+        "exits with the command's exit code.",
+        usage="netpol-agent lab exec [-n NAMESPACE] [--name NAME] POD -- COMMAND [ARG...]",
+    )
+    common(execute)
+    execute.add_argument(
+        "-n", "--namespace", default="default", help="the pod's namespace (default: default)"
+    )
+    execute.add_argument("pod", help="the pod's name")
+    execute.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+    execute.set_defaults(func=_exec)
 
 
 def _base(args: argparse.Namespace) -> Path:
@@ -301,3 +317,19 @@ def _probe(args: argparse.Namespace) -> int:
                 for line in format_diff(diff).splitlines():
                     print(f"# {line}")
     return 1 if diff is not None and not diff.empty else 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    from agent.lab import lifecycle
+    from agent.lab.client import ApiClient
+    from agent.lab.podexec import pod_namespace, run_in
+
+    lifecycle.require_root()
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    config, paths = lifecycle.running_config(args.name, base=_base(args))
+    client = ApiClient.from_kubeconfig(paths.kubeconfig)
+    netns = pod_namespace(client, config.topology(), args.namespace, args.pod)
+    sys.stdout.flush()
+    return run_in(netns, argv)
