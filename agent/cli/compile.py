@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
         help="extra sources always allowed to reach this node's pods (repeatable)",
     )
     p.add_argument("--mark-bit", type=int, default=21, metavar="N")
+    p.add_argument("--connmark-bit", type=int, default=22, metavar="N")
     p.add_argument(
         "--stats", action="store_true", help="print chain, rule and set counts to stderr"
     )
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     families = (Family(args.family),) if args.family else (Family.V4, Family.V6)
     options = CompileOptions(
         mark_bit=args.mark_bit,
+        connmark_bit=args.connmark_bit,
         drop_action=args.drop_action,
         allow_cidrs=tuple(args.allow_cidrs),
         families=families,

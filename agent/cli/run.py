@@ -74,6 +74,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "[env NETPOL_MARK_BIT] (default 21 = 0x200000)",
     )
     add(
+        "--connmark-bit",
+        type=int,
+        metavar="N",
+        help="conntrack mark bit of the fast path (flows already allowed); never 14/15 "
+        "nor the --mark-bit [env NETPOL_CONNMARK_BIT] (default 22 = 0x400000)",
+    )
+    add(
         "--metrics-bind-address",
         metavar="HOST:PORT",
         help="address for /metrics /healthz /readyz /statusz "
@@ -99,6 +106,7 @@ FLAG_FIELDS = (
     "drop_action",
     "allow_cidrs",
     "mark_bit",
+    "connmark_bit",
     "metrics_bind_address",
     "log_format",
     "log_level",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from agent.core import naming
 from agent.core.errors import ConfigError
 from agent.core.ipsets import SetBuilder
+from agent.core.layout import Contribution, Extension, LayoutContext, Stage, extensions
 from agent.core.model import (
     ClusterState,
     Direction,
@@ -72,10 +73,16 @@ class CompileOptions:
     drop_action: str = "drop"  # "drop" or "reject"
     allow_cidrs: tuple[str, ...] = ()
     families: tuple[Family, ...] = (Family.V4, Family.V6)
+    connmark_bit: int = 22  # the fast path's conntrack mark bit (`--connmark-bit`)
+    extensions: tuple[Extension, ...] = ()  # features at stages of the layout (agent.core.layout)
 
     @property
     def mark(self) -> int:
         return 1 << self.mark_bit
+
+    @property
+    def connmark(self) -> int:
+        return 1 << self.connmark_bit
 
     def problems(self) -> list[str]:
         out: list[str] = []
@@ -83,6 +90,12 @@ class CompileOptions:
             out.append(f"mark bit {self.mark_bit}: must be 0..31")
         elif self.mark_bit in KUBE_PROXY_BITS:
             out.append(f"mark bit {self.mark_bit}: kube-proxy uses 0x4000 and 0x8000")
+        if not 0 <= self.connmark_bit <= 31:
+            out.append(f"connmark bit {self.connmark_bit}: must be 0..31")
+        elif self.connmark_bit in KUBE_PROXY_BITS:
+            out.append(f"connmark bit {self.connmark_bit}: kube-proxy uses 0x4000 and 0x8000")
+        elif self.connmark_bit == self.mark_bit:
+            out.append(f"connmark bit {self.connmark_bit}: the packet mark bit is the same")
         if self.drop_action not in ("drop", "reject"):
             out.append(f"drop action {self.drop_action!r}: must be drop or reject")
         for cidr in self.allow_cidrs:
@@ -133,17 +146,87 @@ class _Compiler:
         return Ruleset(tables=tables, sets=sets, mark=self.mark)
 
     def table(self, family: Family) -> Table:
+        """One family's table: the top chains stage by stage (agent.core.layout), then the rest."""
         self.chains: dict[str, Chain] = {}
         self.policy_memo: dict[tuple[str, Direction], str | None] = {}
-        egress, ingress = self.dispatch(family)
-        top = self.top_chains(family, egress, ingress)
+        ctx = LayoutContext(
+            state=self.state,
+            node=self.node,
+            family=family,
+            local=self.local,
+            sets=self.setb,
+            mark=self.mark,
+            connmark=self.options.connmark,
+        )
+        stages: list[tuple[Stage, Contribution]] = [
+            (Stage.HEAD, self.head_stage(family)),
+            (Stage.VERDICT, self.verdict_stage(family)),
+            (Stage.ALLOWED, self.allowed_stage(family)),
+        ]
+        stages += [(e.stage, e.contribute(ctx)) for e in extensions(self.options.extensions)]
+        order = list(Stage)
+        stages.sort(key=lambda sc: order.index(sc[0]))  # stable: ours first within a stage
+        for _, contribution in stages:
+            for chain in contribution.chains:
+                self.chains[chain.name] = chain
+        top = self.top_chains(family, [c for _, c in stages])
+        self.drop_chains(family, [c for _, c in stages], top)
+        self.accept_chains(top)
         rest = sorted(self.chains.values(), key=lambda c: c.name)
         return Table(family, chains=(*top, *rest), hooks=HOOKS)
 
+    # -- the stages of the top chains (the order is agent.core.layout's) ------------------
+
+    def head_stage(self, family: Family) -> Contribution:
+        """Conntrack short-circuit; IPv6 neighbour discovery first."""
+        # IPv6 neighbour discovery (router/neighbour solicitation and advertisement)
+        # between pods and with the node must pass, or no IPv6 traffic flows at all.
+        nd_accept = [
+            Rule(ACCEPT, comment="IPv6 neighbour discovery", icmpv6_type=t)
+            for t in (ND_TYPES if family is Family.V6 else ())
+        ]
+        nd_return = [replace(r, target=RETURN) for r in nd_accept]
+        fwd = [
+            *nd_accept,
+            Rule(DROP, comment="drop invalid", ctstate=("INVALID",)),
+            Rule(ACCEPT, comment="established", ctstate=("RELATED", "ESTABLISHED")),
+        ]
+        # INPUT/OUTPUT carry the host's own traffic too: leave it to the host's rules.
+        established = Rule(RETURN, comment="established", ctstate=("RELATED", "ESTABLISHED"))
+        return Contribution(forward=tuple(fwd), output=(*nd_return, established))
+
+    def verdict_stage(self, family: Family) -> Contribution:
+        """NetworkPolicy: mark reset, then the dispatch into the pods' chains."""
+        egress, ingress = self.dispatch(family)
+        clear = Rule(self.set_mark(0), comment="clear the netpol-agent mark")
+        fwd = [clear, *egress, *ingress] if egress or ingress else []
+        return Contribution(forward=tuple(fwd), output=(clear, *ingress) if ingress else ())
+
+    def allowed_stage(self, family: Family) -> Contribution:
+        """FORWARD only: marked -> ACCEPT (so a FORWARD policy of DROP does not eat it)."""
+        if not self.dispatched:
+            return Contribution()
+        allowed = Rule(ACCEPT, comment="allowed by policy", mark=MarkMatch(self.mark, self.mark))
+        return Contribution(forward=(allowed,))
+
+    def top_chains(self, family: Family, stages: list[Contribution]) -> list[Chain]:
+        """NPA-FORWARD, NPA-INPUT, NPA-OUTPUT: the stages' rules in stage order."""
+        fwd = [r for c in stages for r in c.forward]
+        out = [r for c in stages for r in c.output]
+        # No egress dispatch in INPUT: everything arriving there is for an address of
+        # this node, and "traffic to and from the node where a Pod is running is always
+        # allowed" (docs/limitations.md). Other nodes are reached through FORWARD.
+        inp = [r for r in self.head_stage(family).output]
+        return [
+            Chain(naming.TOP_FORWARD, tuple(fwd)),
+            Chain(naming.TOP_INPUT, tuple(inp)),
+            Chain(naming.TOP_OUTPUT, tuple(out)),
+        ]
+
     def dispatch(self, family: Family) -> tuple[list[Rule], list[Rule]]:
-        """Egress and ingress dispatch rules; builds pod, policy and drop chains on the way."""
+        """Egress and ingress dispatch rules; builds pod and policy chains on the way."""
         dispatch: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
-        dropped: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
+        self.dropped: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
         drop = self.drop_target(family)
         for pod in self.local:
             ips = pod.ips_of(family)
@@ -158,48 +241,37 @@ class _Compiler:
                     src, dst = (host, None) if d is Direction.EGRESS else (None, host)
                     dispatch[d].append(Rule(jump(chain), comment=text, src=src, dst=dst))
                     who = naming.comment(pod.key)
-                    dropped[d].append(Rule(drop, comment=who, src=src, dst=dst))
+                    self.dropped[d].append(Rule(drop, comment=who, src=src, dst=dst))
+        self.dispatched = bool(dispatch[Direction.EGRESS] or dispatch[Direction.INGRESS])
+        return dispatch[Direction.EGRESS], dispatch[Direction.INGRESS]
+
+    def drop_chains(self, family: Family, stages: list[Contribution], top: list[Chain]) -> None:
+        """NPA-DROP-INGRESS/EGRESS: extension drop rules, per-pod counting, DROP/REJECT."""
+        used = _jump_targets([*top, *self.chains.values()])
         for d, name in (
             (Direction.INGRESS, naming.DROP_INGRESS),
             (Direction.EGRESS, naming.DROP_EGRESS),
         ):
-            if dropped[d]:
-                final = Rule(drop, comment="no policy allows")
-                self.chains[name] = Chain(name, (*dropped[d], final))
-        return dispatch[Direction.EGRESS], dispatch[Direction.INGRESS]
+            if not self.dropped[d] and name not in used:
+                continue
+            head = [r for c in stages for r in c.drop.get(d, ())]
+            final = Rule(self.drop_target(family), comment="no policy allows")
+            self.chains[name] = Chain(name, (*head, *self.dropped[d], final))
 
-    def top_chains(self, family: Family, egress: list[Rule], ingress: list[Rule]) -> list[Chain]:
-        """NPA-FORWARD, NPA-INPUT, NPA-OUTPUT: conntrack head, mark reset, dispatch."""
-        clear = Rule(self.set_mark(0), comment="clear the netpol-agent mark")
-        # IPv6 neighbour discovery (router/neighbour solicitation and advertisement)
-        # between pods and with the node must pass, or no IPv6 traffic flows at all.
-        nd_accept = [
-            Rule(ACCEPT, comment="IPv6 neighbour discovery", icmpv6_type=t)
-            for t in (ND_TYPES if family is Family.V6 else ())
-        ]
-        nd_return = [replace(r, target=RETURN) for r in nd_accept]
-        fwd = [
-            *nd_accept,
-            Rule(DROP, comment="drop invalid", ctstate=("INVALID",)),
-            Rule(ACCEPT, comment="established", ctstate=("RELATED", "ESTABLISHED")),
-        ]
-        if egress or ingress:
-            allowed = Rule(
-                ACCEPT, comment="allowed by policy", mark=MarkMatch(self.mark, self.mark)
-            )
-            fwd += [clear, *egress, *ingress, allowed]
-        # INPUT/OUTPUT carry the host's own traffic too: leave it to the host's rules.
-        established = Rule(RETURN, comment="established", ctstate=("RELATED", "ESTABLISHED"))
-        # No egress dispatch in INPUT: everything arriving there is for an address of
-        # this node, and "traffic to and from the node where a Pod is running is always
-        # allowed" (docs/limitations.md). Other nodes are reached through FORWARD.
-        inp = [*nd_return, established]
-        out = [*nd_return, established, *([clear, *ingress] if ingress else [])]
-        return [
-            Chain(naming.TOP_FORWARD, tuple(fwd)),
-            Chain(naming.TOP_INPUT, tuple(inp)),
-            Chain(naming.TOP_OUTPUT, tuple(out)),
-        ]
+    def accept_chains(self, top: list[Chain]) -> None:
+        """NPA-ACCEPT / NPA-ACCEPT-OUT, when something jumps there: connmark bit, then allow."""
+        used = _jump_targets([*top, *self.chains.values()])
+        connmark = self.options.connmark
+        for name, final in ((naming.ACCEPT_FORWARD, ACCEPT), (naming.ACCEPT_OUTPUT, RETURN)):
+            if name in used:
+                rules = (
+                    Rule(
+                        Target(TargetKind.CONNMARK, mark_value=connmark, mark_mask=connmark),
+                        comment="allowed: fast path for the rest of the flow",
+                    ),
+                    Rule(final, comment="allowed"),
+                )
+                self.chains[name] = Chain(name, rules)
 
     # -- chains -------------------------------------------------------------------------
 
@@ -302,6 +374,10 @@ class _Compiler:
             icmp = "icmp-port-unreachable" if family is Family.V4 else "icmp6-port-unreachable"
             return Target(TargetKind.REJECT, reject_with=icmp)
         return DROP
+
+
+def _jump_targets(chains: list[Chain]) -> set[str]:
+    return {r.target.chain for c in chains for r in c.rules if r.target.kind is TargetKind.JUMP}
 
 
 def _host(ip: str) -> str:

@@ -30,6 +30,7 @@ from typing import TypeVar
 
 from agent.core.chainbuild import ChainBuilder, PodCache, PolicyCache
 from agent.core.compile import CompileOptions, compile_ruleset
+from agent.core.layout import extension_inputs
 from agent.core.livesets import LiveSets, Spec
 from agent.core.model import ClusterState, Direction, Family, Pod
 from agent.core.podindex import PodIndex
@@ -144,6 +145,9 @@ class IncrementalCompiler:
                     self._policy_cache.pop((key, d, f), None)
         if prev.nodes.get(self.node) != state.nodes.get(self.node):
             dirty = True
+        extra = self.options.extensions
+        if extension_inputs(extra, prev) != extension_inputs(extra, state):
+            dirty = True  # a feature at a stage of the layout depends on what changed
         return self._finish(state, chains_dirty=dirty)
 
     def _finish(self, state: ClusterState, *, chains_dirty: bool) -> Ruleset:

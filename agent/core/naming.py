@@ -29,6 +29,8 @@ TOP_INPUT = "NPA-INPUT"
 TOP_OUTPUT = "NPA-OUTPUT"
 DROP_INGRESS = "NPA-DROP-INGRESS"
 DROP_EGRESS = "NPA-DROP-EGRESS"
+ACCEPT_FORWARD = "NPA-ACCEPT"  # allowed for good: set the fast-path connmark bit, ACCEPT
+ACCEPT_OUTPUT = "NPA-ACCEPT-OUT"  # the same from NPA-OUTPUT, RETURN instead of ACCEPT
 
 # Set kinds: one letter each, then the family digit. A kind's set type must never
 # change: `ipset swap` refuses to swap in a set of another type left by an older agent.

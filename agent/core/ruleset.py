@@ -27,13 +27,14 @@ class TargetKind(enum.Enum):
     REJECT = "REJECT"
     RETURN = "RETURN"
     MARK = "MARK"
+    CONNMARK = "CONNMARK"  # --set-xmark value/mask on the flow's conntrack entry
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     kind: TargetKind
     chain: str = ""  # JUMP
-    mark_value: int = 0  # MARK: --set-xmark value/mask
+    mark_value: int = 0  # MARK, CONNMARK: --set-xmark value/mask
     mark_mask: int = 0
     reject_with: str = ""  # REJECT: icmp-port-unreachable / icmp6-port-unreachable
 
@@ -44,8 +45,8 @@ class Target:
     def spec(self) -> str:
         if self.kind is TargetKind.JUMP:
             return f"-j {self.chain}"
-        if self.kind is TargetKind.MARK:
-            return f"-j MARK --set-xmark {self.mark_value:#x}/{self.mark_mask:#x}"
+        if self.kind in (TargetKind.MARK, TargetKind.CONNMARK):
+            return f"-j {self.kind.value} --set-xmark {self.mark_value:#x}/{self.mark_mask:#x}"
         if self.kind is TargetKind.REJECT:
             return f"-j REJECT --reject-with {self.reject_with}"
         return f"-j {self.kind.value}"
@@ -93,6 +94,7 @@ class Rule:
     sets: tuple[SetMatch, ...] = ()
     ctstate: tuple[str, ...] = ()  # e.g. ("RELATED", "ESTABLISHED")
     mark: MarkMatch | None = None
+    connmark: MarkMatch | None = None  # `-m connmark [!] --mark VALUE/MASK`
     icmpv6_type: int | None = None  # `-p ipv6-icmp -m icmp6 --icmpv6-type N` (protocol unset)
 
     def spec(self) -> str:
@@ -117,6 +119,10 @@ class Rule:
         if self.mark is not None:
             neg = "! " if self.mark.negate else ""
             out.append(f"-m mark {neg}--mark {self.mark.value:#x}/{self.mark.mask:#x}")
+        if self.connmark is not None:
+            neg = "! " if self.connmark.negate else ""
+            cm = self.connmark
+            out.append(f"-m connmark {neg}--mark {cm.value:#x}/{cm.mask:#x}")
         for s in self.sets:
             neg = "! " if s.negate else ""
             out.append(f"-m set {neg}--match-set {s.name} {s.direction}")

@@ -44,6 +44,7 @@ class Packet:
     in_interface: str | None = None
     out_interface: str | None = None
     mark: int = 0
+    ctmark: int = 0  # the flow's conntrack mark (the fast-path bit of an allowed flow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,8 @@ class Trace:
     verdict: str  # ACCEPT, DROP, REJECT or PASS (fell through our chains)
     steps: tuple[Step, ...] = ()
     mark: int = 0
+    ctmark: int = 0  # the conntrack mark the packet leaves behind
+    evaluated: int = 0  # rules the kernel evaluated (matched or not), as an iptables walk
 
     @property
     def allowed(self) -> bool:
@@ -91,8 +94,15 @@ def trace(ruleset: Ruleset, packet: Packet, *, index: TableIndex | None = None) 
         if hook.builtin == packet.hook:
             walker.steps.append(Step(hook.builtin, 1, hook.rule()))
             verdict = walker.run(hook.chain, 0) or "PASS"
-            return Trace(packet, verdict, tuple(walker.steps), walker.mark)
-    return Trace(packet, "PASS", (), packet.mark)
+            return Trace(
+                packet,
+                verdict,
+                tuple(walker.steps),
+                walker.mark,
+                walker.ctmark,
+                walker.evaluated + 1,
+            )
+    return Trace(packet, "PASS", (), packet.mark, packet.ctmark)
 
 
 @dataclass
@@ -102,9 +112,12 @@ class _Walker:
     packet: Packet
     steps: list[Step] = field(default_factory=list)
     mark: int = 0
+    ctmark: int = 0
+    evaluated: int = 0
 
     def __post_init__(self) -> None:
         self.mark = self.packet.mark
+        self.ctmark = self.packet.ctmark
 
     def run(self, chain_name: str, depth: int) -> str | None:
         """Evaluate a chain: a terminal verdict, or None when it returns."""
@@ -122,13 +135,19 @@ class _Walker:
             if t.kind is TargetKind.JUMP:
                 verdict = self.run(t.chain, depth + 1)
                 if verdict is not None:
+                    self.evaluated += i + 1
                     return verdict
             elif t.kind is TargetKind.RETURN:
+                self.evaluated += i + 1
                 return None
             elif t.kind is TargetKind.MARK:
                 self.mark = (self.mark & ~t.mark_mask) ^ t.mark_value
+            elif t.kind is TargetKind.CONNMARK:
+                self.ctmark = (self.ctmark & ~t.mark_mask) ^ t.mark_value
             else:
+                self.evaluated += i + 1
                 return str(t.kind.value)
+        self.evaluated += len(chain.rules)
         return None
 
     def matches(self, rule: Rule) -> bool:
@@ -152,6 +171,10 @@ class _Walker:
         if rule.mark is not None:
             hit = (self.mark & rule.mark.mask) == rule.mark.value
             if hit == rule.mark.negate:
+                return False
+        if rule.connmark is not None:
+            hit = (self.ctmark & rule.connmark.mask) == rule.connmark.value
+            if hit == rule.connmark.negate:
                 return False
         for s in rule.sets:
             ipset = self.ruleset.sets.get(s.name)

@@ -140,6 +140,7 @@ class NodeCompiler:
 def compiler_for(settings: Settings) -> NodeCompiler:
     options = CompileOptions(
         mark_bit=settings.mark_bit,
+        connmark_bit=settings.connmark_bit,
         drop_action=settings.drop_action,
         allow_cidrs=settings.allow_cidrs,
     )

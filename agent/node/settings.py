@@ -25,6 +25,7 @@ DEFAULT_METRICS_PORT = 9847
 DEFAULT_METRICS_BIND_ADDRESS = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 DEFAULT_RESYNC_INTERVAL = 60.0
 DEFAULT_MARK_BIT = 21
+DEFAULT_CONNMARK_BIT = 22  # the fast path's conntrack mark bit (0x400000)
 KUBE_PROXY_MARK_BITS = (14, 15)  # 0x4000 masquerade, 0x8000 drop
 
 
@@ -56,6 +57,7 @@ ENV_VARS: Mapping[str, str] = {
     "drop_action": "NETPOL_DROP_ACTION",
     "allow_cidrs": "NETPOL_ALLOW_CIDRS",
     "mark_bit": "NETPOL_MARK_BIT",
+    "connmark_bit": "NETPOL_CONNMARK_BIT",
     "metrics_bind_address": "NETPOL_METRICS_BIND_ADDRESS",
     "log_format": "NETPOL_LOG_FORMAT",
     "log_level": "NETPOL_LOG_LEVEL",
@@ -73,6 +75,7 @@ class Settings:
     drop_action: str = DropAction.DROP.value
     allow_cidrs: tuple[str, ...] = ()
     mark_bit: int = DEFAULT_MARK_BIT
+    connmark_bit: int = DEFAULT_CONNMARK_BIT
     metrics_bind_address: str = DEFAULT_METRICS_BIND_ADDRESS
     log_format: str = LogFormat.JSON.value
     log_level: str = "info"
@@ -120,6 +123,14 @@ class Settings:
             problems.append(
                 f"--mark-bit {self.mark_bit} collides with kube-proxy's marks 0x4000/0x8000"
             )
+        if not 0 <= self.connmark_bit <= 31:
+            problems.append(f"--connmark-bit must be between 0 and 31, got {self.connmark_bit}")
+        elif self.connmark_bit in KUBE_PROXY_MARK_BITS:
+            problems.append(
+                f"--connmark-bit {self.connmark_bit} collides with kube-proxy's marks 0x4000/0x8000"
+            )
+        elif self.connmark_bit == self.mark_bit:
+            problems.append(f"--connmark-bit {self.connmark_bit} is the --mark-bit too")
         for cidr in self.allow_cidrs:
             try:
                 ipaddress.ip_network(cidr, strict=False)
@@ -167,12 +178,12 @@ def _from_text(name: str, text: str, problems: list[str]) -> Any:
         except ValueError:
             problems.append(f"{env}={text!r} is not a number of seconds")
             return DEFAULT_RESYNC_INTERVAL
-    if name == "mark_bit":
+    if name in ("mark_bit", "connmark_bit"):
         try:
             return int(text)
         except ValueError:
             problems.append(f"{env}={text!r} is not an integer")
-            return DEFAULT_MARK_BIT
+            return DEFAULT_MARK_BIT if name == "mark_bit" else DEFAULT_CONNMARK_BIT
     if name in ("backend", "drop_action", "log_format", "log_level"):
         return text.strip().lower()
     return text

@@ -40,6 +40,7 @@ def test_every_flag_and_env_var() -> None:
         "NETPOL_DROP_ACTION": "reject",
         "NETPOL_ALLOW_CIDRS": "10.0.0.0/8, 192.0.2.0/24",
         "NETPOL_MARK_BIT": "20",
+        "NETPOL_CONNMARK_BIT": "19",
         "NETPOL_METRICS_BIND_ADDRESS": "127.0.0.1:19847",
         "NETPOL_LOG_FORMAT": "text",
         "NETPOL_LOG_LEVEL": "debug",
@@ -51,6 +52,7 @@ def test_every_flag_and_env_var() -> None:
         "10.0.0.0/8",
         "192.0.2.0/24",
     )
+    assert from_env.connmark_bit == 19
     assert from_env.mark_bit == 20 and from_env.metrics_host_port == ("127.0.0.1", 19847)
     assert from_env.log_format == "text" and from_env.log_level == "debug"
     flags = parse(
@@ -69,7 +71,9 @@ def test_every_flag_and_env_var() -> None:
         "--allow-cidr",
         "2001:db8::/32",
         "--mark-bit",
-        "22",
+        "23",
+        "--connmark-bit",
+        "24",
         "--metrics-bind-address",
         "[::1]:9999",
         "--log-format",
@@ -81,7 +85,8 @@ def test_every_flag_and_env_var() -> None:
     assert from_flags.node_name == "flag-node" and from_flags.kubeconfig == "/f/kc"
     assert from_flags.backend == "legacy" and from_flags.resync_interval == 5.0
     assert from_flags.allow_cidrs == ("198.51.100.0/24", "2001:db8::/32")
-    assert from_flags.mark_bit == 22 and from_flags.metrics_host_port == ("::1", 9999)
+    assert from_flags.connmark_bit == 24
+    assert from_flags.mark_bit == 23 and from_flags.metrics_host_port == ("::1", 9999)
     assert from_flags.log_format == "json" and from_flags.log_level == "warning"
 
 
@@ -120,6 +125,7 @@ def test_run_help_lists_every_flag_and_env_var(capsys: pytest.CaptureFixture[str
         ("--drop-action", "NETPOL_DROP_ACTION"),
         ("--allow-cidr", "NETPOL_ALLOW_CIDRS"),
         ("--mark-bit", "NETPOL_MARK_BIT"),
+        ("--connmark-bit", "NETPOL_CONNMARK_BIT"),
         ("--metrics-bind-address", "NETPOL_METRICS_BIND_ADDRESS"),
         ("--log-format", "NETPOL_LOG_FORMAT"),
         ("--log-level", "NETPOL_LOG_LEVEL"),
