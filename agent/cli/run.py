@@ -96,6 +96,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="log level [env NETPOL_LOG_LEVEL] (default info)",
     )
+    add(
+        "--nflog-group",
+        type=int,
+        metavar="N",
+        help="NFLOG group the drop path logs to and the agent reads drop events from; "
+        "-1: none [env NETPOL_NFLOG_GROUP] (default 100)",
+    )
+    add(
+        "--enforcement",
+        choices=["enforce", "audit"],
+        help="audit: evaluate every policy but enforce none, reporting what would be "
+        "dropped as audit events [env NETPOL_ENFORCEMENT] (default enforce)",
+    )
 
 
 FLAG_FIELDS = (
@@ -110,6 +123,8 @@ FLAG_FIELDS = (
     "metrics_bind_address",
     "log_format",
     "log_level",
+    "nflog_group",
+    "enforcement",
 )
 
 

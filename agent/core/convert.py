@@ -16,6 +16,8 @@ from typing import Any
 
 from agent.core.errors import FieldError, InputError
 from agent.core.model import (
+    ENFORCEMENT_ANNOTATION,
+    ENFORCEMENT_MODES,
     MATCH_ALL,
     ClusterState,
     ContainerPort,
@@ -270,10 +272,17 @@ def policy_from_dict(d: Mapping[str, Any]) -> NetworkPolicy:
     else:
         pod_selector = selector_from_dict(spec.get("podSelector"))
     uid = str(meta.get("uid") or "")
+    audit, errors = _enforcement(meta, f"{ns}/{name}", errors)
     types = _policy_types(spec, errors)
     if errors:
         return NetworkPolicy(
-            ns, name, pod_selector=pod_selector, policy_types=types, uid=uid, errors=errors
+            ns,
+            name,
+            pod_selector=pod_selector,
+            policy_types=types,
+            uid=uid,
+            errors=errors,
+            audit=audit,
         )
     return NetworkPolicy(
         ns,
@@ -283,7 +292,23 @@ def policy_from_dict(d: Mapping[str, Any]) -> NetworkPolicy:
         ingress=_rules(spec.get("ingress"), "from"),
         egress=_rules(spec.get("egress"), "to"),
         uid=uid,
+        audit=audit,
     )
+
+
+def _enforcement(
+    meta: Mapping[str, Any], obj: str, errors: tuple[FieldError, ...]
+) -> tuple[bool, tuple[FieldError, ...]]:
+    """The enforcement annotation: audit or enforce; anything else is an error (fail closed)."""
+    annotations = meta.get("annotations")
+    value = annotations.get(ENFORCEMENT_ANNOTATION) if isinstance(annotations, Mapping) else None
+    if value is None or value == "enforce":
+        return False, errors
+    if value == "audit":
+        return True, errors
+    path = f"metadata.annotations[{ENFORCEMENT_ANNOTATION}]"
+    message = f"{value!r}: must be one of {', '.join(ENFORCEMENT_MODES)}"
+    return False, (*errors, FieldError(obj, path, message))
 
 
 def state_from_dicts(objects: Iterable[Mapping[str, Any]]) -> ClusterState:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.core.errors import FieldError
 
@@ -222,6 +222,10 @@ class NetworkPolicy:
     pods it selects for its policy types, but contributes no allow rules
     (fail closed). If even its podSelector is unusable, it selects every pod
     of its namespace.
+
+    `audit` (annotation `netpol-agent.io/enforcement: audit`, or the agent's
+    `--enforcement audit`): evaluated as if enforced, enforcing nothing. It does
+    not isolate on its own; what it would drop flows and is reported as `audit`.
     """
 
     namespace: str
@@ -232,10 +236,15 @@ class NetworkPolicy:
     egress: tuple[Rule, ...] = ()
     uid: str = ""
     errors: tuple[FieldError, ...] = ()
+    audit: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def enforced(self) -> bool:
+        return not self.audit
 
     @property
     def valid(self) -> bool:
@@ -245,6 +254,10 @@ class NetworkPolicy:
         if self.errors:
             return ()
         return self.ingress if direction is Direction.INGRESS else self.egress
+
+
+ENFORCEMENT_ANNOTATION = "netpol-agent.io/enforcement"
+ENFORCEMENT_MODES = ("enforce", "audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +278,25 @@ class ClusterState:
     pods: Mapping[str, Pod] = field(default_factory=dict)
     policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
     nodes: Mapping[str, Node] = field(default_factory=dict)
+
+    def enforced_only(self) -> ClusterState:
+        """This state without its audited policies: what the kernel enforces."""
+        if not any(p.audit for p in self.policies.values()):
+            return self
+        kept = {k: p for k, p in self.policies.items() if not p.audit}
+        return ClusterState(self.namespaces, self.pods, kept, self.nodes)
+
+    def audit_enforced(self) -> ClusterState:
+        """This state with every audited policy enforced: what audit mode evaluates."""
+        if not any(p.audit for p in self.policies.values()):
+            return self
+        policies = {k: replace(p, audit=False) for k, p in self.policies.items()}
+        return ClusterState(self.namespaces, self.pods, policies, self.nodes)
+
+    def all_audited(self) -> ClusterState:
+        """`--enforcement audit`: every policy audited."""
+        policies = {k: replace(p, audit=True) for k, p in self.policies.items()}
+        return ClusterState(self.namespaces, self.pods, policies, self.nodes)
 
     def namespace_labels(self, name: str) -> Labels:
         ns = self.namespaces.get(name)

@@ -5,8 +5,9 @@ clock) as arguments, so tests run the whole agent in-process against the lab
 API server with a fake dataplane. `run_agent(settings)` builds the real edges
 and runs until SIGTERM/SIGINT.
 
-Threads: one watcher per kind, one reconciler, one HTTP server; all daemon
-threads. Shutdown stops the loops, lets an apply in progress finish (up to
+Threads: one watcher per kind, one reconciler, one HTTP server, one drop-event
+reader (agent.node.droplog, when an NFLOG group is set); all daemon threads.
+Shutdown stops the loops, lets an apply in progress finish (up to
 `shutdown_grace`), and leaves every rule in place: enforcement holds while
 the pod is replaced, and the next start adopts the rules in one restore.
 """
@@ -17,14 +18,17 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from agent.core.errors import ConfigError
-from agent.kube.api import ApiSource, Kind
+from agent.core.model import NetworkPolicy
+from agent.kube.api import ApiSource, JsonDict, Kind
 from agent.kube.watching import Decoder, Watcher
+from agent.node.droplog import DropLog, DropMetrics, DropWatcher, Reader
 from agent.node.health import HealthServer
 from agent.node.metrics import DropCount, Metrics, StateCollector
 from agent.node.pacing import Backoff, Clock, Pacer, SystemClock
@@ -47,11 +51,24 @@ class Agent:
     ruleset_stats: RulesetStats | None = None
     drops: Callable[[], Iterable[DropCount]] | None = None
     serve_http: bool = True
+    drop_reader: Reader | None = None  # NFLOG (agent.dataplane.nflog) or a fake
 
     def __post_init__(self) -> None:
         s = self.settings
         self.stop_event = threading.Event()
         self.metrics = Metrics(self.registry)
+        if s.enforcement == "audit":
+            self.decode = _audit_all(self.decode)
+        self.droplog: DropLog | None = None
+        self.drop_watcher: DropWatcher | None = None
+        if self.drop_reader is not None and s.nflog_group >= 0:
+            self.droplog = DropLog(metrics=DropMetrics(self.registry), window=s.drop_event_window)
+            self.drop_watcher = DropWatcher(
+                node=s.node_name,
+                reader=self.drop_reader,
+                droplog=self.droplog,
+                clock=self.clock.time,
+            )
         self.store = Store(clock=self.clock.monotonic)
         self.pacer = Pacer(
             now=self.clock.monotonic(),
@@ -70,6 +87,7 @@ class Agent:
             metrics=self.metrics,
             ruleset_stats=self.ruleset_stats,
             healthz_threshold=s.healthz_threshold,
+            on_synced=self.drop_watcher.update_state if self.drop_watcher else None,
         )
         self.store.set_on_change(self.reconciler.notify)
         self.registry.register(StateCollector(lambda: self.reconciler.status().view, self.drops))
@@ -96,7 +114,11 @@ class Agent:
             host, port = self.settings.metrics_host_port
             try:
                 server = HealthServer(
-                    host=host, port=port, registry=self.registry, source=self.reconciler
+                    host=host,
+                    port=port,
+                    registry=self.registry,
+                    source=self.reconciler,
+                    drops=self.droplog.records if self.droplog else None,
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -104,7 +126,7 @@ class Agent:
                 ) from exc
             self.http = server.start()
             log.info(
-                "serving /metrics /healthz /readyz /statusz",
+                "serving /metrics /healthz /readyz /statusz /drops",
                 extra={"address": f"{host}:{self.http.port}"},
             )
         for watcher in self.watchers:
@@ -120,6 +142,8 @@ class Agent:
             target=self.reconciler.run, name="reconcile", daemon=True
         )
         self._reconcile_thread.start()
+        if self.drop_watcher is not None:
+            self.drop_watcher.start()
         return self
 
     def stop(self) -> None:
@@ -128,12 +152,34 @@ class Agent:
         self.reconciler.stop()
         if self._reconcile_thread is not None:
             self._reconcile_thread.join(self.settings.shutdown_grace)
+        if self.drop_watcher is not None:
+            self.drop_watcher.stop()
         if self.http is not None:
             self.http.close()
         # watcher threads may sit in a blocking read; they are daemons and see stop_event
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.stop_event.wait(timeout)
+
+
+def _audit_all(decode: Decoder) -> Decoder:
+    """`--enforcement audit`: every NetworkPolicy decoded as audited."""
+
+    def audited(kind: Kind, obj: JsonDict) -> Any:
+        value = decode(kind, obj)
+        if isinstance(value, NetworkPolicy) and not value.audit:
+            return replace(value, audit=True)
+        return value
+
+    return audited
+
+
+def _nflog_reader(settings: Settings) -> Reader | None:
+    if settings.nflog_group < 0:
+        return None
+    from agent.dataplane.nflog import NflogReader
+
+    return NflogReader(settings.nflog_group)
 
 
 def run_agent(settings: Settings) -> int:
@@ -160,6 +206,7 @@ def run_agent(settings: Settings) -> int:
         dataplane=engine.dataplane,
         ruleset_stats=engine.ruleset_stats,
         drops=engine.drops,
+        drop_reader=_nflog_reader(settings),
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -5,6 +5,8 @@
 - /readyz   readiness: 200 once every kind was listed and the first apply succeeded.
 - /statusz  JSON: {"ready", "synced_resource_version" (a string), "last_sync_unix",
             "node", ...}; the lab's convergence probe reads it.
+- /drops    JSON: {"events": [...]}, the recent drop/audit events, oldest first
+            (agent.node.droplog; `netpol-agent lab drops` reads it).
 
 A stdlib ThreadingHTTPServer in a daemon thread: scrapes never block syncs.
 """
@@ -33,17 +35,25 @@ class HealthSource(Protocol):
     def statusz(self) -> Mapping[str, Any]: ...
 
 
+DropsSource = Callable[[], list[dict[str, Any]]]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], registry: CollectorRegistry, source: HealthSource
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        source: HealthSource,
+        drops: DropsSource | None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.registry = registry
         self.source = source
+        self.drops = drops
         super().__init__(address, _Handler)
 
 
@@ -58,6 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/livez": self._healthz,
             "/readyz": self._readyz,
             "/statusz": self._statusz,
+            "/drops": self._drops,
         }
         handler = routes.get(path)
         if handler is None:
@@ -85,6 +96,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(self.server.source.statusz(), indent=1, sort_keys=True) + "\n"
         self._send(200, "application/json", body.encode())
 
+    def _drops(self) -> None:
+        events = self.server.drops() if self.server.drops is not None else []
+        body = json.dumps({"events": events}, sort_keys=True) + "\n"
+        self._send(200, "application/json", body.encode())
+
     def _send(self, code: int, content_type: str, body: bytes) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
@@ -100,9 +116,15 @@ class HealthServer:
     """Serve the endpoints on (host, port) in a daemon thread; port 0 picks a free one."""
 
     def __init__(
-        self, *, host: str, port: int, registry: CollectorRegistry, source: HealthSource
+        self,
+        *,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        source: HealthSource,
+        drops: DropsSource | None = None,
     ) -> None:
-        self._server = _Server((host, port), registry, source)
+        self._server = _Server((host, port), registry, source, drops)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="netpol-http", daemon=True
         )

@@ -102,6 +102,7 @@ class Reconciler:
         metrics: Metrics,
         ruleset_stats: RulesetStats | None = None,
         healthz_threshold: float = 120.0,
+        on_synced: Callable[[ClusterState], None] | None = None,
     ) -> None:
         self.node_name = node_name
         self.store = store
@@ -112,6 +113,7 @@ class Reconciler:
         self.metrics = metrics
         self.ruleset_stats = ruleset_stats
         self.healthz_threshold = healthz_threshold
+        self.on_synced = on_synced  # told the state the kernel now enforces
         self._lock = threading.Lock()  # guards pacer and status
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -166,6 +168,8 @@ class Reconciler:
             return self._failed(snap, action, started, phase, exc)
         done = self.clock.monotonic()
         seconds = done - started
+        if self.on_synced is not None:
+            self.on_synced(snap.state)
         self.metrics.sync_duration.labels(kind, "success").observe(seconds)
         for resource, arrived in snap.event_times:
             self.metrics.event_to_kernel.labels(resource.value).observe(max(0.0, done - arrived))

@@ -41,6 +41,11 @@ class DropAction(enum.Enum):
     REJECT = "reject"
 
 
+class Enforcement(enum.Enum):
+    ENFORCE = "enforce"
+    AUDIT = "audit"
+
+
 class LogFormat(enum.Enum):
     JSON = "json"
     TEXT = "text"
@@ -61,7 +66,10 @@ ENV_VARS: Mapping[str, str] = {
     "metrics_bind_address": "NETPOL_METRICS_BIND_ADDRESS",
     "log_format": "NETPOL_LOG_FORMAT",
     "log_level": "NETPOL_LOG_LEVEL",
+    "nflog_group": "NETPOL_NFLOG_GROUP",
+    "enforcement": "NETPOL_ENFORCEMENT",
 }
+DEFAULT_NFLOG_GROUP = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,8 @@ class Settings:
     metrics_bind_address: str = DEFAULT_METRICS_BIND_ADDRESS
     log_format: str = LogFormat.JSON.value
     log_level: str = "info"
+    nflog_group: int = DEFAULT_NFLOG_GROUP  # -1: no drop events
+    enforcement: str = Enforcement.ENFORCE.value
     # --- tunables without a flag -------------------------------------------------------
     min_sync_interval: float = 0.05  # bursts coalesce into syncs at most this often
     tamper_check_interval: float = 10.0  # capped at resync_interval
@@ -91,6 +101,9 @@ class Settings:
     read_timeout: float = 30.0  # list requests; watches use timeoutSeconds + this
     healthz_threshold: float = 120.0  # a due sync failing for this long fails /healthz
     shutdown_grace: float = 5.0
+    drop_log_rate: int = 10  # logged packets per second per source/destination pair
+    drop_log_burst: int = 5
+    drop_event_window: float = 5.0  # events aggregate per key over this many seconds
 
     # --- derived values ------------------------------------------------------------------
     @property
@@ -115,6 +128,13 @@ class Settings:
         _check_choice(problems, "--drop-action", self.drop_action, [d.value for d in DropAction])
         _check_choice(problems, "--log-format", self.log_format, [f.value for f in LogFormat])
         _check_choice(problems, "--log-level", self.log_level, list(LOG_LEVELS))
+        _check_choice(problems, "--enforcement", self.enforcement, [e.value for e in Enforcement])
+        if not -1 <= self.nflog_group <= 65535:
+            problems.append(
+                f"--nflog-group must be 0..65535 (or -1 for no drop events), got {self.nflog_group}"
+            )
+        if self.drop_log_rate < 1 or self.drop_log_burst < 1:
+            problems.append("drop_log_rate and drop_log_burst must be >= 1")
         if not self.resync_interval > 0:
             problems.append(f"--resync-interval must be > 0 seconds, got {self.resync_interval}")
         if not 0 <= self.mark_bit <= 31:
@@ -167,6 +187,13 @@ def _split_host_port(address: str) -> tuple[str, int]:
     return host, port
 
 
+_INT_DEFAULTS = {
+    "mark_bit": DEFAULT_MARK_BIT,
+    "connmark_bit": DEFAULT_CONNMARK_BIT,
+    "nflog_group": DEFAULT_NFLOG_GROUP,
+}
+
+
 def _from_text(name: str, text: str, problems: list[str]) -> Any:
     """Convert an environment variable's text to the field's type, noting problems."""
     env = ENV_VARS[name]
@@ -178,13 +205,13 @@ def _from_text(name: str, text: str, problems: list[str]) -> Any:
         except ValueError:
             problems.append(f"{env}={text!r} is not a number of seconds")
             return DEFAULT_RESYNC_INTERVAL
-    if name in ("mark_bit", "connmark_bit"):
+    if name in _INT_DEFAULTS:
         try:
             return int(text)
         except ValueError:
             problems.append(f"{env}={text!r} is not an integer")
-            return DEFAULT_MARK_BIT if name == "mark_bit" else DEFAULT_CONNMARK_BIT
-    if name in ("backend", "drop_action", "log_format", "log_level"):
+            return _INT_DEFAULTS[name]
+    if name in ("backend", "drop_action", "log_format", "log_level", "enforcement"):
         return text.strip().lower()
     return text
 
