@@ -2,8 +2,11 @@
 
 The drop path logs each dropped (or audited) packet with a short prefix,
 `log_prefix()`: `npa:` + action letter (D drop, A audit) + direction letter
-(I ingress, E egress) + the local pod's `ns/name`, cut to the kernel's 63
-bytes. The event names what a person fixing a policy needs:
+(I ingress, E egress), then optionally a space and the local pod's `ns/name`,
+cut to the kernel's 63 bytes. The drop path is shared by every pod (one rule
+per direction and action, constant cost, no rule rewritten when pods come and
+go), so its prefix is `npa:DI`: the packet's addresses name the pods. The event
+names what a person fixing a policy needs:
 
     node, action, direction, pod (the local pod, ns/name), peer (a pod's
     ns/name when the address is a pod's, else the address), protocol, port
@@ -33,10 +36,11 @@ _ACTIONS = {ACTION_DROP: "D", ACTION_AUDIT: "A"}
 _DIRECTIONS = {Direction.INGRESS: "I", Direction.EGRESS: "E"}
 
 
-def log_prefix(action: str, direction: Direction, pod_key: str) -> str:
-    """The NFLOG prefix of one pod's drop (or audit) rule, at most 63 bytes."""
-    head = f"{PREFIX_TAG}{_ACTIONS[action]}{_DIRECTIONS[direction]} "
-    text = head + pod_key.encode("ascii", "replace").decode("ascii")
+def log_prefix(action: str, direction: Direction, pod_key: str = "") -> str:
+    """The NFLOG prefix of a drop (or audit) rule, at most 63 bytes; `npa:DI [ns/name]`."""
+    text = f"{PREFIX_TAG}{_ACTIONS[action]}{_DIRECTIONS[direction]}"
+    if pod_key:
+        text += " " + pod_key.encode("ascii", "replace").decode("ascii")
     return text[:MAX_PREFIX]
 
 
@@ -44,12 +48,14 @@ def log_prefix(action: str, direction: Direction, pod_key: str) -> str:
 class Prefix:
     action: str
     direction: Direction
-    pod: str  # possibly cut short
+    pod: str  # possibly cut short; "" when the rule is shared by every pod
 
 
 def parse_prefix(prefix: str) -> Prefix | None:
     """The action, direction and pod of one of our prefixes; None if it is not ours."""
-    if not prefix.startswith(PREFIX_TAG) or len(prefix) < len(PREFIX_TAG) + 3:
+    if not prefix.startswith(PREFIX_TAG) or len(prefix) < len(PREFIX_TAG) + 2:
+        return None
+    if len(prefix) > len(PREFIX_TAG) + 2 and prefix[len(PREFIX_TAG) + 2] != " ":
         return None
     a, d = prefix[len(PREFIX_TAG)], prefix[len(PREFIX_TAG) + 1]
     actions = {v: k for k, v in _ACTIONS.items()}

@@ -46,7 +46,22 @@ def test_prefix_round_trip(key: str) -> None:
             assert ascii_key.startswith(parsed.pod) and parsed.pod
 
 
-@pytest.mark.parametrize("text", ["", "npa:", "npa:XI x/a", "npa:DQ x/a", "other D I x/a"])
+def test_shared_prefix_names_action_and_direction_only() -> None:
+    assert log_prefix(ACTION_AUDIT, Direction.EGRESS) == "npa:AE"
+    parsed = parse_prefix("npa:AE")
+    assert parsed is not None and (parsed.action, parsed.direction, parsed.pod) == (
+        "audit",
+        Direction.EGRESS,
+        "",
+    )
+    packet = v4(6, PORTS, src="10.244.1.20", dst="10.244.0.10")
+    event = namer().event(prefix="npa:DI", family=4, payload=packet, time=1.0)
+    assert event is not None and (event.pod, event.peer) == ("x/a", "y/b")
+
+
+@pytest.mark.parametrize(
+    "text", ["", "npa:", "npa:XI x/a", "npa:DQ x/a", "other D I x/a", "npa:DIx"]
+)
 def test_foreign_prefixes_are_ignored(text: str) -> None:
     assert parse_prefix(text) is None
     assert namer().event(prefix=text, family=4, payload=v4(6, PORTS), time=1.0) is None

@@ -66,7 +66,7 @@ def test_both_families_and_protocols(agent_ns: str) -> None:
                 with contextlib.suppress(OSError):
                     s.connect(("::1", 9))
             got = _read_all(reader, 4)
-    seen = {}
+    seen: dict[str, tuple[int, str, int | None, str]] = {}
     for p in got:
         info = decode_packet(p.family, p.payload)
         assert info is not None
