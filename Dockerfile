@@ -70,7 +70,7 @@ ENTRYPOINT ["netpol-agent"]
 CMD ["run"]
 
 # Last, so a new revision changes only this layer.
-ARG VERSION=0.1.0
+ARG VERSION=0.2.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="netpol-agent" \
       org.opencontainers.image.description="NetworkPolicy enforcement agent for clusters whose CNI has none (Flannel, kubenet, bridges)" \

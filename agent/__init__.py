@@ -1,3 +1,3 @@
 """netpol-agent: NetworkPolicy enforcement for clusters whose CNI has none."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

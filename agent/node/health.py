@@ -3,8 +3,8 @@
 - /metrics  Prometheus exposition of the registry (OpenMetrics when asked for).
 - /healthz  liveness: 500 when a due sync has not succeeded within the threshold.
 - /readyz   readiness: 200 once every kind was listed and the first apply succeeded.
-- /statusz  JSON: {"ready", "synced_resource_version" (a string), "last_sync_unix",
-            "node", ...}; the lab's convergence probe reads it.
+- /statusz  JSON: {"version", "ready", "synced_resource_version" (a string),
+            "last_sync_unix", "node", ...}; the lab's convergence probe reads it.
 - /drops    JSON: {"events": [...]}, the recent drop/audit events, oldest first
             (agent.node.droplog; `netpol-agent lab drops` reads it).
 

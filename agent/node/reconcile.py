@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
+from agent import __version__
 from agent.core.errors import NetpolError
 from agent.core.model import ClusterState
 from agent.kube.api import Kind
@@ -315,6 +316,7 @@ class Reconciler:
         st = self.status()
         healthy, why = self.healthy()
         return {
+            "version": __version__,
             "node": st.node,
             "ready": st.ready,
             "healthy": healthy,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent import __version__
 from agent.core.model import ClusterState
 from agent.kube.api import Kind
 from agent.kube.decode import decode
@@ -90,6 +91,7 @@ def test_endpoints(running: tuple[Agent, FakeApiSource]) -> None:
     assert get(port, "/healthz") == (200, "ok\n")
     status = json.loads(get(port, "/statusz")[1])
     assert status["ready"] is True and status["node"] == "node-0"
+    assert status["version"] == __version__
     assert isinstance(status["synced_resource_version"], str)
     assert int(status["synced_resource_version"]) >= 5
     assert status["last_sync_unix"] > 1_600_000_000
@@ -123,6 +125,8 @@ def test_endpoints(running: tuple[Agent, FakeApiSource]) -> None:
         >= 1
     )
     assert samples[("netpol_ready", ())] == 1
+    build_info = families["netpol_build_info"].samples[0]
+    assert build_info.value == 1 and build_info.labels["version"] == __version__
 
     # a change flows through: a new pod -> a sync -> the latency histogram and rv advance
     rv = src.put(Kind.PODS, pod_dict("x", "b", ip="10.244.0.11"))
