@@ -18,6 +18,7 @@ from agent.core.model import (
     Pod,
     Protocol,
 )
+from agent.core.policyapi.cnpmodel import ClusterNetworkPolicy
 
 
 def labels(*pairs: str) -> Labels:
@@ -78,11 +79,67 @@ def make_policy(key: str, spec: Mapping[str, Any]) -> NetworkPolicy:
     return policy_from_dict(policy_dict(key, spec))
 
 
-def make_state(*items: Namespace | Pod | NetworkPolicy | Node) -> ClusterState:
+def make_state(
+    *items: Namespace | Pod | NetworkPolicy | Node | ClusterNetworkPolicy,
+) -> ClusterState:
     """A ClusterState from model values (pods keyed by UID, policies by ns/name)."""
     return ClusterState(
         namespaces={i.name: i for i in items if isinstance(i, Namespace)},
         pods={i.uid: i for i in items if isinstance(i, Pod)},
         policies={i.key: i for i in items if isinstance(i, NetworkPolicy)},
         nodes={i.name: i for i in items if isinstance(i, Node)},
+        cluster_policies={i.name: i for i in items if isinstance(i, ClusterNetworkPolicy)},
     )
+
+
+# --- ClusterNetworkPolicy ---------------------------------------------------------------
+
+
+def cnp_dict(
+    name: str,
+    *,
+    tier: str = "Admin",
+    priority: int = 10,
+    subject: Mapping[str, Any] | None = None,
+    ingress: list[Any] | None = None,
+    egress: list[Any] | None = None,
+) -> dict[str, Any]:
+    """A ClusterNetworkPolicy object dict; the subject defaults to every namespace."""
+    spec: dict[str, Any] = {
+        "tier": tier,
+        "priority": priority,
+        "subject": dict(subject) if subject is not None else {"namespaces": {}},
+    }
+    if ingress is not None:
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["egress"] = egress
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha2",
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def make_cnp(name: str, **kwargs: Any) -> ClusterNetworkPolicy:
+    """A ClusterNetworkPolicy through the real conversion (invalid: fail closed)."""
+    from agent.core.policyapi.cnpconvert import cluster_policy_from_dict
+
+    return cluster_policy_from_dict(cnp_dict(name, **kwargs))
+
+
+def cnp_rule(
+    action: str,
+    *peers: Mapping[str, Any],
+    name: str = "",
+    protocols: list[Any] | None = None,
+    to: bool = False,
+) -> dict[str, Any]:
+    """One rule: `cnp_rule("Deny", {"namespaces": {}})` (ingress; `to=True` for egress)."""
+    rule: dict[str, Any] = {"action": action, "to" if to else "from": [dict(p) for p in peers]}
+    if name:
+        rule["name"] = name
+    if protocols is not None:
+        rule["protocols"] = protocols
+    return rule

@@ -21,6 +21,7 @@ from agent.core.model import Pod, Protocol
 if TYPE_CHECKING:
     from agent.core.model import ClusterState
     from agent.core.table import Case, TruthTable
+    from agent.manifests.loader import Loaded
 
 
 def register(subparsers: Any) -> None:
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 "allows nothing (fail closed)",
                 file=sys.stderr,
             )
+    invalid += _report_cluster_policies(loaded, state)
     pods = sorted((p for p in state.pods.values() if p.is_networked), key=lambda p: p.key)
     for pod in sorted(state.pods.values(), key=lambda p: p.key):
         if not pod.is_networked:
@@ -109,6 +111,38 @@ def run(args: argparse.Namespace) -> int:
         return max(status, _check(args.expect, table, rendered))
     print(rendered, end="")
     return status
+
+
+def _report_cluster_policies(loaded: Loaded, state: ClusterState) -> int:
+    """Print each invalid ClusterNetworkPolicy's errors and how it fails closed; the count."""
+    from agent.manifests.loader import cluster_policy_origins
+
+    origins = cluster_policy_origins(loaded)
+    count = 0
+    for cnp in sorted(state.cluster_policies.values(), key=lambda p: p.name):
+        for error in cnp.errors:
+            count += 1
+            print(
+                f"error: {origins.get(cnp.name, '')}: ClusterNetworkPolicy {error}", file=sys.stderr
+            )
+        if cnp.errors:
+            failed = [
+                f"{field}[{i}]"
+                for field, rules in (("ingress", cnp.ingress), ("egress", cnp.egress))
+                for i, rule in enumerate(rules)
+                if rule.failed
+            ]
+            how = (
+                "it denies all traffic of its subject ahead of every Admin rule"
+                if cnp.priority < 0
+                else f"{', '.join(failed)} fail closed (an Accept rule matches nothing, "
+                "a Deny or Pass rule denies everything)"
+            )
+            print(
+                f"note: ClusterNetworkPolicy {cnp.name} is invalid: {how}",
+                file=sys.stderr,
+            )
+    return count
 
 
 def _check(path: str, table: TruthTable, rendered: str) -> int:
@@ -156,6 +190,11 @@ def _cases(args: argparse.Namespace, pods: list[Pod]) -> list[Case]:
 
 def _evaluator(engine: str, state: ClusterState) -> Any:
     if engine == "ruleset":
+        if state.cluster_policies:
+            raise InputError(
+                "--engine ruleset does not compile ClusterNetworkPolicies yet; "
+                "use --engine reference"
+            )
         try:
             from agent.core.trace import RulesetEvaluator  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.core.errors import FieldError, InputError
 from agent.core.model import (
@@ -38,6 +38,9 @@ from agent.core.model import (
     Rule,
 )
 from agent.core.validate import object_key, validate_policy
+
+if TYPE_CHECKING:
+    from agent.core.policyapi.cnpmodel import ClusterNetworkPolicy
 
 NAME_LABEL = "kubernetes.io/metadata.name"
 # Node address types that are names, not addresses.
@@ -165,8 +168,8 @@ def _container_port(port: Any, obj: str, path: str) -> ContainerPort:
 
 
 def node_from_dict(d: Mapping[str, Any]) -> Node:
-    """A Node: its IP addresses (status.addresses) and pod CIDRs (spec.podCIDRs)."""
-    _, name, _ = _meta(d, "Node", namespaced=False)
+    """A Node: its IP addresses (status.addresses), pod CIDRs (spec.podCIDRs) and labels."""
+    _, name, meta = _meta(d, "Node", namespaced=False)
     obj = f"node {name}"
     spec = _get(d, "spec", obj, "spec")
     status = _get(d, "status", obj, "status")
@@ -185,7 +188,7 @@ def node_from_dict(d: Mapping[str, Any]) -> Node:
             ipaddress.ip_network(c, strict=False)
         except ValueError:
             raise _fail(obj, f"spec.podCIDRs[{i}]", f"{c!r} is not a valid CIDR") from None
-    return Node(name, tuple(dict.fromkeys(addresses)), tuple(cidrs))
+    return Node(name, tuple(dict.fromkeys(addresses)), tuple(cidrs), _labels(meta, obj))
 
 
 def selector_from_dict(d: Mapping[str, Any] | None) -> LabelSelector:
@@ -312,7 +315,8 @@ def _enforcement(
 
 
 def state_from_dicts(objects: Iterable[Mapping[str, Any]]) -> ClusterState:
-    """A ClusterState from object dicts of kinds Namespace, Pod, NetworkPolicy and Node.
+    """A ClusterState from object dicts of kinds Namespace, Pod, NetworkPolicy, Node and
+    ClusterNetworkPolicy.
 
     Other kinds are ignored (the manifest loader notes them). The same object
     given twice is an InputError.
@@ -320,7 +324,10 @@ def state_from_dicts(objects: Iterable[Mapping[str, Any]]) -> ClusterState:
     namespaces: dict[str, Namespace] = {}
     pods: dict[str, Pod] = {}
     policies: dict[str, NetworkPolicy] = {}
+    from agent.core.policyapi.cnpconvert import cluster_policy_from_dict
+
     nodes: dict[str, Node] = {}
+    cluster: dict[str, ClusterNetworkPolicy] = {}
     seen: set[tuple[str, str]] = set()
     for d in objects:
         kind = d.get("kind")
@@ -340,7 +347,17 @@ def state_from_dicts(objects: Iterable[Mapping[str, Any]]) -> ClusterState:
             node = node_from_dict(d)
             _once(seen, "Node", node.name)
             nodes[node.name] = node
-    return ClusterState(namespaces=namespaces, pods=pods, policies=policies, nodes=nodes)
+        elif kind == "ClusterNetworkPolicy":
+            cnp = cluster_policy_from_dict(d)
+            _once(seen, "ClusterNetworkPolicy", cnp.key)
+            cluster[cnp.key] = cnp
+    return ClusterState(
+        namespaces=namespaces,
+        pods=pods,
+        policies=policies,
+        nodes=nodes,
+        cluster_policies=cluster,
+    )
 
 
 def _once(seen: set[tuple[str, str]], kind: str, key: str) -> None:

@@ -30,8 +30,40 @@ class RuleMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class TierDecision:
+    """A ClusterNetworkPolicy rule that matched one side: tier, policy, rule, action."""
+
+    tier: str
+    policy: str
+    priority: int
+    direction: Direction
+    rule_index: int
+    rule_name: str
+    action: str
+    peer: str
+    port: str
+    invalid: bool = False
+
+    def __str__(self) -> str:
+        field = "ingress" if self.direction is Direction.INGRESS else "egress"
+        verb = {"Accept": "accepted", "Deny": "denied", "Pass": "passed on"}[self.action]
+        name = f' "{self.rule_name}"' if self.rule_name else ""
+        bad = " (INVALID: failed closed)" if self.invalid else ""
+        return (
+            f"{self.tier} tier: {verb} by ClusterNetworkPolicy {self.policy}{bad} "
+            f"(priority {self.priority}) {field} rule {self.rule_index}{name}: "
+            f"{self.action}; {self.peer}; {self.port}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DirectionVerdict:
-    """The verdict of one side: the source's egress or the destination's ingress."""
+    """The verdict of one side: the source's egress or the destination's ingress.
+
+    admin/baseline: the ClusterNetworkPolicy rule that matched in that tier, if any
+    (an Admin Accept or Deny decides alone; Baseline is asked only when no
+    NetworkPolicy isolates the pod).
+    """
 
     direction: Direction
     pod: str
@@ -40,6 +72,8 @@ class DirectionVerdict:
     invalid: tuple[str, ...] = ()
     allowed_by: tuple[RuleMatch, ...] = ()
     note: str = ""
+    admin: TierDecision | None = None
+    baseline: TierDecision | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +120,11 @@ def _render_side(v: DirectionVerdict) -> list[str]:
     word = "egress from" if v.direction is Direction.EGRESS else "ingress to"
     verdict = "allowed" if v.allowed else "BLOCKED"
     lines = [f"  {word} {v.pod}: {verdict}"]
+    if v.admin is not None:
+        lines.append(f"    {v.admin}")
+        if v.admin.action != "Pass":
+            lines.append("    NetworkPolicies and the Baseline tier are not consulted")
+            return lines
     if v.note:
         lines.append(f"    {v.note}")
     if v.isolated_by:
@@ -98,6 +137,8 @@ def _render_side(v: DirectionVerdict) -> list[str]:
             lines.extend(f"    allowed by {m}" for m in v.allowed_by)
         else:
             lines.append("    no rule of these policies allows it")
+    if v.baseline is not None:
+        lines.append(f"    {v.baseline}")
     return lines
 
 

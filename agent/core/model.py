@@ -13,8 +13,12 @@ import enum
 import ipaddress
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from agent.core.errors import FieldError
+
+if TYPE_CHECKING:
+    from agent.core.policyapi.cnpmodel import ClusterNetworkPolicy
 
 
 class Protocol(enum.Enum):
@@ -265,38 +269,41 @@ class Node:
     name: str
     addresses: tuple[str, ...] = ()
     pod_cidrs: tuple[str, ...] = ()
+    labels: Labels = EMPTY_LABELS
 
 
 @dataclass(frozen=True, slots=True)
 class ClusterState:
     """Everything the engine needs to know about the cluster, as one value.
 
-    pods are keyed by UID (IPs and names get reused); policies by "ns/name".
+    pods are keyed by UID (IPs and names get reused); policies by "ns/name";
+    cluster_policies (ClusterNetworkPolicy, cluster-scoped) by name.
     """
 
     namespaces: Mapping[str, Namespace] = field(default_factory=dict)
     pods: Mapping[str, Pod] = field(default_factory=dict)
     policies: Mapping[str, NetworkPolicy] = field(default_factory=dict)
     nodes: Mapping[str, Node] = field(default_factory=dict)
+    cluster_policies: Mapping[str, ClusterNetworkPolicy] = field(default_factory=dict)
 
     def enforced_only(self) -> ClusterState:
         """This state without its audited policies: what the kernel enforces."""
         if not any(p.audit for p in self.policies.values()):
             return self
         kept = {k: p for k, p in self.policies.items() if not p.audit}
-        return ClusterState(self.namespaces, self.pods, kept, self.nodes)
+        return replace(self, policies=kept)
 
     def audit_enforced(self) -> ClusterState:
         """This state with every audited policy enforced: what audit mode evaluates."""
         if not any(p.audit for p in self.policies.values()):
             return self
         policies = {k: replace(p, audit=False) for k, p in self.policies.items()}
-        return ClusterState(self.namespaces, self.pods, policies, self.nodes)
+        return replace(self, policies=policies)
 
     def all_audited(self) -> ClusterState:
         """`--enforcement audit`: every policy audited."""
         policies = {k: replace(p, audit=True) for k, p in self.policies.items()}
-        return ClusterState(self.namespaces, self.pods, policies, self.nodes)
+        return replace(self, policies=policies)
 
     def namespace_labels(self, name: str) -> Labels:
         ns = self.namespaces.get(name)

@@ -9,6 +9,11 @@ evaluated once per policy and peer in `__init__` (sets of pod UIDs), and that
 (`agent.core.admission`); `explain()` walks every rule the plain way, and tests
 hold the two paths to the same answers.
 
+ClusterNetworkPolicy tiers (policy.networking.k8s.io/v1alpha2) wrap each side:
+Admin rules first (an Accept or Deny decides, a Pass goes on), then the
+NetworkPolicies, then, only for a pod no NetworkPolicy isolates for the
+direction, the Baseline rules, then allow (`agent.core.policyapi.tiers`).
+
 Choices the API leaves to implementations (see docs/limitations.md):
 - an ipBlock matches any address, pod IPs included;
 - "traffic to and from the node where a Pod is running is always allowed":
@@ -45,6 +50,8 @@ from agent.core.model import (
     Rule,
     family_of,
 )
+from agent.core.policyapi.cnpmodel import Action, Tier
+from agent.core.policyapi.tiers import ClusterTiers, decision
 
 Endpoint = Pod | str
 __all__ = [
@@ -97,6 +104,7 @@ class ReferenceEvaluator:
         self._memos: dict[
             tuple[int, Protocol], tuple[dict[str, Admission | None], dict[str, Admission | None]]
         ] = {}
+        self._tiers = ClusterTiers(state, self.pods) if state.cluster_policies else None
         self._node_addresses: dict[str, frozenset[str]] = {}
         for node in state.nodes.values():
             addrs = set(node.addresses)
@@ -175,6 +183,11 @@ class ReferenceEvaluator:
         dst: Pod,
     ) -> bool:
         """_side(...).allowed for two networked pods, through `memo` (target uid -> admission)."""
+        tiers = self._tiers
+        if tiers is not None:
+            hit = tiers.match(Tier.ADMIN, direction, target, other, other_ip, port, protocol, dst)
+            if hit is not None and hit.action is not Action.PASS:
+                return hit.action is Action.ACCEPT
         try:
             adm = memo[target.uid]
         except KeyError:
@@ -186,7 +199,14 @@ class ReferenceEvaluator:
                 protocol,
                 self._peer_pods,
             )
-        if adm is None or adm.anyone or other.uid in adm.pods:
+        if adm is None:
+            if tiers is None:
+                return True
+            hit = tiers.match(
+                Tier.BASELINE, direction, target, other, other_ip, port, protocol, dst
+            )
+            return hit is None or hit.action is not Action.DENY
+        if adm.anyone or other.uid in adm.pods:
             return True
         if adm.blocks and any(ip_in_block(b, other_ip) for b in adm.blocks):
             return True
@@ -295,15 +315,42 @@ class ReferenceEvaluator:
         dst: Pod | None,
         explain: bool,
     ) -> DirectionVerdict:
-        """One side: is `target` isolated for `direction`, and does a rule allow the other end?"""
+        """One side: the Admin tier, then is `target` isolated for `direction` and does a
+        rule allow the other end, then (not isolated) the Baseline tier."""
+        admin = baseline = None
+        tiers = self._tiers
+        if tiers is not None:
+            hit = tiers.match(
+                Tier.ADMIN, direction, target, other_pod, other_ip, port, protocol, dst
+            )
+            if hit is not None:
+                admin = decision(hit, port, protocol, dst)
+                if hit.action is not Action.PASS:
+                    # "If Admin tier has made a final decision (Accept or Deny) on a
+                    # connection, then no further evaluation is done."
+                    return DirectionVerdict(
+                        direction, target.key, hit.action is Action.ACCEPT, admin=admin
+                    )
         policies = self._isolating.get((target.uid, direction), [])
         if not policies:
             # "If no policies select a pod for a direction, all traffic is allowed."
+            # ClusterNetworkPolicy: "Further evaluation only happens for Pods not
+            # selected by a v1.NetworkPolicy": the Baseline tier, then allow.
+            allowed = True
+            if tiers is not None:
+                hit = tiers.match(
+                    Tier.BASELINE, direction, target, other_pod, other_ip, port, protocol, dst
+                )
+                if hit is not None:
+                    baseline = decision(hit, port, protocol, dst)
+                    allowed = hit.action is not Action.DENY
             return DirectionVerdict(
                 direction,
                 target.key,
-                True,
+                allowed,
                 note=f"not isolated: no policy with policyType {direction.value} selects it",
+                admin=admin,
+                baseline=baseline,
             )
         matches: list[RuleMatch] = []
         for policy in policies:
@@ -323,6 +370,7 @@ class ReferenceEvaluator:
             isolated_by=tuple(p.key for p in policies),
             invalid=tuple(p.key for p in policies if not p.valid),
             allowed_by=tuple(matches),
+            admin=admin,
         )
 
     def _rule_match(

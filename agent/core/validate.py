@@ -137,6 +137,20 @@ class _Checker:
                 self.add(f"{path}.{key}" if path else str(key), "unknown field")
         return value
 
+    def top(self, d: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The top-level fields and metadata.name of an object; its metadata ({} if unusable)."""
+        self.mapping(d, "", _TOP_FIELDS)
+        raw_meta = d.get("metadata")
+        meta = raw_meta if isinstance(raw_meta, Mapping) else {}
+        if raw_meta is not None and not isinstance(raw_meta, Mapping):
+            self.add("metadata", f"must be an object, not {_type_name(raw_meta)}")
+        name = meta.get("name")
+        if not name:
+            self.add("metadata.name", "Required value")
+        elif not isinstance(name, str) or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+            self.add("metadata.name", f"{name!r}: must be a lowercase DNS-1123 subdomain")
+        return meta
+
     def sequence(self, value: Any, path: str) -> list[Any]:
         if value is None:
             return []
@@ -276,6 +290,15 @@ class _Checker:
                 self.peer(p, f"{path}[{i}].{peer_field}[{j}]")
 
 
+Checker = _Checker
+"""Public name of the field checker, for the other kinds' validators (ClusterNetworkPolicy)."""
+
+
+def type_name(value: Any) -> str:
+    """How errors name a value's JSON type ("an object", "a list", ...)."""
+    return _type_name(value)
+
+
 def _type_name(value: Any) -> str:
     if isinstance(value, Mapping):
         return "an object"
@@ -295,16 +318,7 @@ def validate_policy(d: Mapping[str, Any]) -> tuple[FieldError, ...]:
     if not isinstance(d, Mapping):
         return (FieldError("<unnamed>", "", f"must be an object, not {_type_name(d)}"),)
     check = _Checker(object_key(d))
-    check.mapping(d, "", _TOP_FIELDS)
-    raw_meta = d.get("metadata")
-    meta = raw_meta if isinstance(raw_meta, Mapping) else {}
-    if raw_meta is not None and not isinstance(raw_meta, Mapping):
-        check.add("metadata", f"must be an object, not {_type_name(raw_meta)}")
-    name = meta.get("name")
-    if not name:
-        check.add("metadata.name", "Required value")
-    elif not isinstance(name, str) or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
-        check.add("metadata.name", f"{name!r}: must be a lowercase DNS-1123 subdomain")
+    meta = check.top(d)
     ns = meta.get("namespace")
     if ns is not None and (not isinstance(ns, str) or not _DNS1123_LABEL.match(ns) or len(ns) > 63):
         check.add("metadata.namespace", f"{ns!r}: must be a lowercase DNS-1123 label")

@@ -21,9 +21,11 @@ import yaml
 from agent.core import convert
 from agent.core.errors import InputError, ManifestError
 from agent.core.model import ClusterState, Namespace, NetworkPolicy, Node, Pod
+from agent.core.policyapi.cnpconvert import cluster_policy_from_dict
+from agent.core.policyapi.cnpmodel import ClusterNetworkPolicy
 from agent.core.validate import object_key
 
-KINDS = frozenset({"Namespace", "Pod", "NetworkPolicy", "Node"})
+KINDS = frozenset({"Namespace", "Pod", "NetworkPolicy", "Node", "ClusterNetworkPolicy"})
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -123,12 +125,14 @@ def load(paths: Sequence[str], *, kinds: frozenset[str] = KINDS) -> Loaded:
 def build_state(loaded: Loaded) -> ClusterState:
     """Convert loaded objects; errors name the file, document and object.
 
-    Invalid NetworkPolicies do not raise: they carry their errors (fail closed).
+    Invalid NetworkPolicies and ClusterNetworkPolicies do not raise: they carry
+    their errors (fail closed).
     """
     namespaces: dict[str, Namespace] = {}
     pods: dict[str, Pod] = {}
     policies: dict[str, NetworkPolicy] = {}
     nodes: dict[str, Node] = {}
+    cluster: dict[str, ClusterNetworkPolicy] = {}
     seen: dict[str, str] = {}
     for obj, where in zip(loaded.objects, loaded.origins, strict=True):
         kind = obj["kind"]
@@ -148,10 +152,20 @@ def build_state(loaded: Loaded) -> ClusterState:
             policies[value.key] = value
         elif isinstance(value, Node):
             nodes[value.name] = value
-    return ClusterState(namespaces=namespaces, pods=pods, policies=policies, nodes=nodes)
+        elif isinstance(value, ClusterNetworkPolicy):
+            cluster[value.key] = value
+    return ClusterState(
+        namespaces=namespaces,
+        pods=pods,
+        policies=policies,
+        nodes=nodes,
+        cluster_policies=cluster,
+    )
 
 
-def _convert(kind: str, obj: Mapping[str, Any]) -> Namespace | Pod | NetworkPolicy | Node:
+def _convert(
+    kind: str, obj: Mapping[str, Any]
+) -> Namespace | Pod | NetworkPolicy | Node | ClusterNetworkPolicy:
     if kind == "Namespace":
         return convert.namespace_from_dict(obj)
     if kind == "Pod":
@@ -160,6 +174,8 @@ def _convert(kind: str, obj: Mapping[str, Any]) -> Namespace | Pod | NetworkPoli
         return convert.policy_from_dict(obj)
     if kind == "Node":
         return convert.node_from_dict(obj)
+    if kind == "ClusterNetworkPolicy":
+        return cluster_policy_from_dict(obj)
     raise InputError(f"unsupported kind {kind}")
 
 
@@ -169,4 +185,13 @@ def policy_origins(loaded: Loaded) -> dict[str, str]:
         object_key(obj): where
         for obj, where in zip(loaded.objects, loaded.origins, strict=True)
         if obj.get("kind") == "NetworkPolicy"
+    }
+
+
+def cluster_policy_origins(loaded: Loaded) -> dict[str, str]:
+    """The name of each ClusterNetworkPolicy -> where it was defined (for error messages)."""
+    return {
+        str((obj.get("metadata") or {}).get("name") or "<unnamed>"): where
+        for obj, where in zip(loaded.objects, loaded.origins, strict=True)
+        if obj.get("kind") == "ClusterNetworkPolicy"
     }
