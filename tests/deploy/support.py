@@ -1,13 +1,14 @@
 """Helpers for the deploy tests: where the manifests are, rendering and loading them.
 
-`kubectl kustomize` renders the kustomizations (kubectl is part of the machine
-image; without it the rendering tests skip, saying so). Loading never needs a
-cluster.
+`kubectl kustomize` renders the kustomizations: the kubectl scripts/build-kubernetes
+built (a fresh machine may have no other), else the one on PATH; without either
+the rendering tests fail, saying so. Loading never needs a cluster.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -52,11 +53,20 @@ def is_kubernetes_object(doc: Doc) -> bool:
     return bool(api and doc.get("kind")) and not api.startswith(TOOL_GROUPS)
 
 
-def kubectl() -> str:
-    path = shutil.which("kubectl")
+UPSTREAM_BIN = Path(os.environ.get("NPA_UPSTREAM", "/var/cache/netpol-agent/upstream")) / "bin"
+
+
+def upstream_tool(name: str) -> str:
+    """A program scripts/build-kubernetes builds (kubectl, helm): the built one, else PATH's."""
+    built = UPSTREAM_BIN / name
+    path = str(built) if os.access(built, os.X_OK) else shutil.which(name)
     if path is None:
-        pytest.skip("kubectl is not installed: cannot render kustomizations")
+        pytest.fail(f"{name} is missing: run `bash scripts/build-kubernetes` (it builds {built})")
     return path
+
+
+def kubectl() -> str:
+    return upstream_tool("kubectl")
 
 
 @functools.cache
