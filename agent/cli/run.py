@@ -109,6 +109,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="audit: evaluate every policy but enforce none, reporting what would be "
         "dropped as audit events [env NETPOL_ENFORCEMENT] (default enforce)",
     )
+    add(
+        "--revoke-established",
+        choices=["true", "false"],
+        help="after a sync that narrows what is allowed, delete the conntrack entries of "
+        "flows the rules no longer allow [env NETPOL_REVOKE_ESTABLISHED] (default true)",
+    )
+    add(
+        "--new-pods",
+        choices=["hold", "allow"],
+        help="hold: while a pod scheduled here would be isolated, drop traffic of pod "
+        "addresses whose rules are not programmed yet; allow: no hold "
+        "[env NETPOL_NEW_PODS] (default hold)",
+    )
 
 
 FLAG_FIELDS = (
@@ -125,6 +138,8 @@ FLAG_FIELDS = (
     "log_level",
     "nflog_group",
     "enforcement",
+    "revoke_established",
+    "new_pods",
 )
 
 

@@ -32,7 +32,8 @@ from agent.node.droplog import DropLog, DropMetrics, DropWatcher, Reader
 from agent.node.health import HealthServer
 from agent.node.metrics import DropCount, Metrics, StateCollector
 from agent.node.pacing import Backoff, Clock, Pacer, SystemClock
-from agent.node.reconcile import Compiler, Dataplane, Reconciler, RulesetStats
+from agent.node.reconcile import AfterApply, Compiler, Dataplane, Reconciler, RulesetStats
+from agent.node.revocation import ConntrackTable, RevocationMetrics, Revoker
 from agent.node.settings import Settings
 from agent.node.state import Store
 
@@ -50,6 +51,7 @@ class Agent:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     ruleset_stats: RulesetStats | None = None
     drops: Callable[[], Iterable[DropCount]] | None = None
+    conntrack: ConntrackTable | None = None  # revocation (with settings.revoke_established)
     serve_http: bool = True
     drop_reader: Reader | None = None  # NFLOG (agent.dataplane.nflog) or a fake
 
@@ -70,6 +72,16 @@ class Agent:
                 clock=self.clock.time,
             )
         self.store = Store(clock=self.clock.monotonic)
+        steps: list[AfterApply] = []
+        self.revoker: Revoker | None = None
+        if s.revoke_established and self.conntrack is not None:
+            self.revoker = Revoker(
+                node=s.node_name,
+                table=self.conntrack,
+                metrics=RevocationMetrics(self.registry),
+                clock=self.clock.monotonic,
+            )
+            steps.append(self.revoker.after_apply)
         self.pacer = Pacer(
             now=self.clock.monotonic(),
             min_interval=s.min_sync_interval,
@@ -88,6 +100,7 @@ class Agent:
             ruleset_stats=self.ruleset_stats,
             healthz_threshold=s.healthz_threshold,
             on_synced=self.drop_watcher.update_state if self.drop_watcher else None,
+            after_apply=tuple(steps),
         )
         self.store.set_on_change(self.reconciler.notify)
         self.registry.register(StateCollector(lambda: self.reconciler.status().view, self.drops))
@@ -207,6 +220,7 @@ def run_agent(settings: Settings) -> int:
         ruleset_stats=engine.ruleset_stats,
         drops=engine.drops,
         drop_reader=_nflog_reader(settings),
+        conntrack=engine.conntrack,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -221,6 +235,8 @@ def run_agent(settings: Settings) -> int:
             "node": settings.node_name,
             "backend": settings.backend,
             "resync_interval": settings.resync_interval,
+            "revoke_established": settings.revoke_established,
+            "new_pods": settings.new_pods,
         },
     )
     agent.start()

@@ -4,7 +4,8 @@
 loudly when they cannot be put right: same-node traffic would bypass policy),
 selects the iptables backend, and returns the compiler (`NodeCompiler`), an
 `ApplierDataplane` (Applier with an explicit `full` flag), ruleset statistics
-for the owned-objects gauges and a throttled reader of the drop counters.
+for the owned-objects gauges, a throttled reader of the drop counters, and the
+conntrack table (revocation).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from agent.core.model import ClusterState
 from agent.core.ruleset import Ruleset
 from agent.dataplane.applier import Applier
 from agent.dataplane.backend import select_backend
+from agent.dataplane.conntrack import Conntrack
 from agent.dataplane.hostcheck import check_host
 from agent.node.drops import DropTotals
 from agent.node.metrics import DropCount
@@ -105,6 +107,7 @@ class Engine:
     dataplane: ApplierDataplane
     ruleset_stats: Callable[[Any], dict[str, int]]
     drops: Callable[[], list[DropCount]]
+    conntrack: Conntrack
 
 
 class NodeCompiler:
@@ -163,4 +166,5 @@ def build_engine(settings: Settings, *, host_check: bool = True) -> Engine:
         dataplane=dataplane,
         ruleset_stats=ruleset_stats,
         drops=dataplane.drops,
+        conntrack=Conntrack(),
     )

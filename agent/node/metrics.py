@@ -50,7 +50,7 @@ class Metrics:
         )
         self.sync_failures = Counter(
             "netpol_sync_failures",
-            "Failed syncs by the phase that failed (compile, apply, tamper_check).",
+            "Failed syncs by the phase that failed (compile, apply, tamper_check, after_apply).",
             ["phase"],
             registry=registry,
         )
@@ -81,7 +81,7 @@ class Metrics:
         for kind in Kind:
             for reason in ("gone", "error"):
                 self.watch_restarts.labels(kind.value, reason)
-        for phase in ("compile", "apply", "tamper_check"):
+        for phase in ("compile", "apply", "tamper_check", "after_apply"):
             self.sync_failures.labels(phase)
 
     # WatchObserver

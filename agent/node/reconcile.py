@@ -2,7 +2,7 @@
 
     watchers --(Store writes)--> notify() --> Pacer.request
     run(): loop { action = pacer.next_action(now); step(action); wait }
-    sync_once: snapshot -> compile -> dataplane.apply -> metrics, status
+    sync_once: snapshot -> compile -> dataplane.apply -> after-apply steps -> metrics, status
 
 Rules (DESIGN.md "Syncing"):
 - nothing is written to the kernel until every kind has finished its first list;
@@ -67,6 +67,11 @@ class Dataplane(Protocol):
 
 RulesetStats = Callable[[Any], dict[str, int]]  # ruleset -> chains/rules/ipsets/ipset_entries
 
+# Steps run after each successful apply, in order, with the state and the ruleset applied
+# (the new-pod hold's commit, revocation of flows no longer allowed). A step that raises is
+# logged and counted (netpol_sync_failures{phase="after_apply"}); the sync stays a success.
+AfterApply = Callable[[ClusterState, Any], object]
+
 
 @dataclass(frozen=True, slots=True)
 class SyncOutcome:
@@ -104,6 +109,7 @@ class Reconciler:
         ruleset_stats: RulesetStats | None = None,
         healthz_threshold: float = 120.0,
         on_synced: Callable[[ClusterState], None] | None = None,
+        after_apply: tuple[AfterApply, ...] = (),
     ) -> None:
         self.node_name = node_name
         self.store = store
@@ -115,6 +121,7 @@ class Reconciler:
         self.ruleset_stats = ruleset_stats
         self.healthz_threshold = healthz_threshold
         self.on_synced = on_synced  # told the state the kernel now enforces
+        self.after_apply = after_apply
         self._lock = threading.Lock()  # guards pacer and status
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -168,6 +175,7 @@ class Reconciler:
         except Exception as exc:
             return self._failed(snap, action, started, phase, exc)
         done = self.clock.monotonic()
+        self._after_apply(snap.state, ruleset)
         seconds = done - started
         if self.on_synced is not None:
             self.on_synced(snap.state)
@@ -204,6 +212,19 @@ class Reconciler:
             },
         )
         return SyncOutcome(action, True, seconds)
+
+    def _after_apply(self, state: ClusterState, ruleset: Any) -> None:
+        for step in self.after_apply:
+            try:
+                step(state, ruleset)
+            except Exception as exc:
+                self.metrics.sync_failures.labels("after_apply").inc()
+                log.error(
+                    "after-apply step failed (retried after the next sync): %s",
+                    exc,
+                    extra={"step": getattr(step, "__qualname__", repr(step))},
+                    exc_info=not isinstance(exc, NetpolError),
+                )
 
     def _failed(
         self, snap: Snapshot, action: Action, started: float, phase: str, exc: Exception

@@ -46,6 +46,11 @@ class Enforcement(enum.Enum):
     AUDIT = "audit"
 
 
+class NewPods(enum.Enum):
+    HOLD = "hold"
+    ALLOW = "allow"
+
+
 class LogFormat(enum.Enum):
     JSON = "json"
     TEXT = "text"
@@ -68,6 +73,8 @@ ENV_VARS: Mapping[str, str] = {
     "log_level": "NETPOL_LOG_LEVEL",
     "nflog_group": "NETPOL_NFLOG_GROUP",
     "enforcement": "NETPOL_ENFORCEMENT",
+    "revoke_established": "NETPOL_REVOKE_ESTABLISHED",
+    "new_pods": "NETPOL_NEW_PODS",
 }
 DEFAULT_NFLOG_GROUP = 100
 
@@ -89,6 +96,8 @@ class Settings:
     log_level: str = "info"
     nflog_group: int = DEFAULT_NFLOG_GROUP  # -1: no drop events
     enforcement: str = Enforcement.ENFORCE.value
+    revoke_established: bool = True
+    new_pods: str = NewPods.HOLD.value
     # --- tunables without a flag -------------------------------------------------------
     min_sync_interval: float = 0.05  # bursts coalesce into syncs at most this often
     tamper_check_interval: float = 10.0  # capped at resync_interval
@@ -135,6 +144,7 @@ class Settings:
             )
         if self.drop_log_rate < 1 or self.drop_log_burst < 1:
             problems.append("drop_log_rate and drop_log_burst must be >= 1")
+        _check_choice(problems, "--new-pods", self.new_pods, [n.value for n in NewPods])
         if not self.resync_interval > 0:
             problems.append(f"--resync-interval must be > 0 seconds, got {self.resync_interval}")
         if not 0 <= self.mark_bit <= 31:
@@ -211,9 +221,18 @@ def _from_text(name: str, text: str, problems: list[str]) -> Any:
         except ValueError:
             problems.append(f"{env}={text!r} is not an integer")
             return _INT_DEFAULTS[name]
-    if name in ("backend", "drop_action", "log_format", "log_level", "enforcement"):
+    if name == "revoke_established":
+        return _boolean(env, text, problems)
+    if name in ("backend", "drop_action", "log_format", "log_level", "enforcement", "new_pods"):
         return text.strip().lower()
     return text
+
+
+def _boolean(env: str, text: str, problems: list[str]) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "1", "yes", "false", "0", "no"):
+        problems.append(f"{env}={text!r} is not true or false")
+    return value not in ("false", "0", "no")
 
 
 def load(
@@ -234,6 +253,8 @@ def load(
         flag_value = flags.get(name)
         if flag_value is not None and flag_value != [] and flag_value != ():
             values[name] = tuple(flag_value) if name == "allow_cidrs" else flag_value
+            if name == "revoke_established" and isinstance(flag_value, str):
+                values[name] = flag_value == "true"
         elif env.get(var):
             values[name] = _from_text(name, env[var], problems)
     if "log_format" not in values:

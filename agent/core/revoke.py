@@ -1,0 +1,270 @@
+"""Revocation: which established flows does a new ruleset forbid, and whose to look at?
+
+Return traffic rides conntrack (`RELATED,ESTABLISHED` is accepted before any
+policy, and the datapath's connmark fast path too), so a flow allowed when it
+started outlives a policy that now forbids it. After a sync the node deletes the
+conntrack entries of such flows. Two pure questions decide which:
+
+- `pod_views` / `changed_addresses`: whose verdicts may have changed? A local
+  pod's *view* is everything in the ruleset that can decide a NEW packet from
+  it (its address as source) or to it (as destination): the rules such a packet
+  may meet, in order, the peer sets they consult, and the pod's own membership
+  in the sets that test its address. Equal views give equal verdicts, so only
+  the flows of pods whose view changed are dumped from the kernel: a large
+  conntrack table costs one filtered dump per changed address, not a walk of
+  every entry. Rules pinned to another local pod's address (its dispatch) belong
+  to that pod's view, which is what keeps one pod's view independent of the
+  others'. The view is computed from the Rule fields the tracer reads, not from
+  chain names, so it holds whatever the layout.
+- `forbidden`: which of these flows would the new ruleset refuse as a new
+  connection? Each conntrack entry is traced as the NEW packet that opened it,
+  as the filter table saw it: the original source, the reply's source and
+  source port as destination (after DNAT, a Service's backend), in the hook it
+  entered (OUTPUT from a node address, INPUT to one, else FORWARD). Flows the
+  tracer allows are never touched.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from agent.core.ipsets import node_addresses
+from agent.core.model import ClusterState, Family, Protocol, family_of
+from agent.core.ruleset import Chain, IPSet, Rule, Ruleset, SetType, Table, TargetKind
+from agent.core.trace import Packet, trace
+from agent.core.traceindex import TableIndex
+
+_HOST = ("/32", "/128")
+_MAX_DEPTH = 32
+
+View = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One conntrack entry: its original tuple, and where the reply comes from.
+
+    `reply_src`/`reply_sport` are the address and port the filter table saw as the
+    destination of the opening packet (they differ from `dst`/`dport` after DNAT).
+    """
+
+    protocol: Protocol
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    reply_src: str
+    reply_sport: int
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.src)
+
+    def __str__(self) -> str:
+        via = (
+            ""
+            if (self.dst, self.dport) == (self.reply_src, self.reply_sport)
+            else (f" (to {self.reply_src}:{self.reply_sport})")
+        )
+        return f"{self.protocol.value} {self.src}:{self.sport} -> {self.dst}:{self.dport}{via}"
+
+
+def local_addresses(state: ClusterState, node: str) -> frozenset[str]:
+    """The addresses of the networked pods of `node` (canonical text)."""
+    return frozenset(
+        str(ipaddress.ip_address(ip))
+        for pod in state.pods.values()
+        if pod.node == node and pod.is_networked
+        for ip in pod.ips
+    )
+
+
+def own_addresses(state: ClusterState, node: str) -> frozenset[str]:
+    """The node's own addresses (its packets to pods leave through OUTPUT)."""
+    out: set[str] = set()
+    for addr in node_addresses(state, node, ()):
+        try:
+            out.add(str(ipaddress.ip_address(addr)))
+        except ValueError:
+            continue
+    return frozenset(out)
+
+
+# -- whose verdicts changed ----------------------------------------------------------------
+
+
+def pod_views(ruleset: Ruleset, addresses: Iterable[str]) -> dict[str, View]:
+    """The view (see the module docstring) of each local pod address."""
+    addrs = frozenset(addresses)
+    walkers: dict[Family, _ViewWalker] = {}
+    out: dict[str, View] = {}
+    for ip in sorted(addrs):
+        family = family_of(ip)
+        walker = walkers.get(family)
+        if walker is None:
+            walker = walkers[family] = _ViewWalker(ruleset, ruleset.table(family), addrs)
+        out[ip] = (walker.view(ip, "src"), walker.view(ip, "dst"))
+    return out
+
+
+def changed_addresses(old: Mapping[str, View] | None, new: Mapping[str, View]) -> frozenset[str]:
+    """Local addresses whose view differs (all of them when there is no previous view)."""
+    if old is None:
+        return frozenset(new)
+    return frozenset(ip for ip, view in new.items() if old.get(ip) != view)
+
+
+class _ViewWalker:
+    """Walks one family's table for packets whose source (or destination) is one address."""
+
+    def __init__(self, ruleset: Ruleset, table: Table, local: frozenset[str]) -> None:
+        self.ruleset, self.table, self.local = ruleset, table, local
+        self.chains = table.by_name()
+        self._index: dict[str, _SideIndex] = {}
+        self._port_entries: dict[str, dict[str, frozenset[str]]] = {}
+
+    def view(self, ip: str, side: str) -> View:
+        cache: dict[str, View] = {}
+        out: list[object] = []
+        for hook in self.table.hooks:
+            out.append((hook.builtin, hook.chain, self._chain(hook.chain, ip, side, cache, 0)))
+        return tuple(out)
+
+    def _chain(self, name: str, ip: str, side: str, cache: dict[str, View], depth: int) -> View:
+        hit = cache.get(name)
+        if hit is not None:
+            return hit
+        chain = self.chains.get(name)
+        if chain is None or depth > _MAX_DEPTH:
+            return ("missing" if chain is None else "too deep", name)
+        out: list[object] = []
+        for i in self._side_index(chain).candidates(ip, side):
+            rule = chain.rules[i]
+            extras = self._relevance(rule, ip, side)
+            if extras is None:
+                continue
+            below: View = ()
+            if rule.target.kind is TargetKind.JUMP:
+                below = self._chain(rule.target.chain, ip, side, cache, depth + 1)
+            out.append((rule, extras, below))
+        view = tuple(out)
+        cache[name] = view
+        return view
+
+    def _side_index(self, chain: Chain) -> _SideIndex:
+        index = self._index.get(chain.name)
+        if index is None:
+            index = self._index[chain.name] = _SideIndex(chain, self.local)
+        return index
+
+    def _relevance(self, rule: Rule, ip: str, side: str) -> tuple[object, ...] | None:
+        """None when no NEW packet with `ip` on `side` can match `rule`; else what the
+        rule consults besides the rule itself (peer sets, the pod's port entries)."""
+        if rule.ctstate and "NEW" not in rule.ctstate:
+            return None
+        own = rule.src if side == "src" else rule.dst
+        if own is not None and not _in(ip, own):
+            return None
+        extras: list[object] = []
+        for match in rule.sets:
+            ipset = self.ruleset.sets.get(match.name)
+            tests = "src" if match.direction == "src" else "dst"
+            if ipset is None:
+                extras.append(("missing set", match.name))
+            elif tests != side:
+                extras.append(ipset)
+            elif ipset.type is SetType.HASH_IP_PORT:
+                extras.append((match.name, self._entries_of(ipset, ip)))
+            elif ipset.contains(ip) == match.negate:
+                return None
+        return tuple(extras)
+
+    def _entries_of(self, ipset: IPSet, ip: str) -> frozenset[str]:
+        by_ip = self._port_entries.get(ipset.name)
+        if by_ip is None:
+            grouped: dict[str, set[str]] = {}
+            for entry in ipset.members:
+                grouped.setdefault(entry.partition(",")[0], set()).add(entry)
+            by_ip = {k: frozenset(v) for k, v in grouped.items()}
+            self._port_entries[ipset.name] = by_ip
+        return by_ip.get(ip, frozenset())
+
+
+class _SideIndex:
+    """Per chain: rules pinned to one host address by side, and the rest.
+
+    A packet with `ip` as source meets the unpinned rules, those pinned to `ip` as
+    source, and those pinned to a destination that is not a local pod (a local
+    pod's dispatch rules are that pod's view); likewise for destinations.
+    """
+
+    def __init__(self, chain: Chain, local: frozenset[str]) -> None:
+        self.always: list[int] = []
+        self.by_src: dict[str, list[int]] = {}
+        self.by_dst: dict[str, list[int]] = {}
+        self.foreign_src: list[int] = []  # pinned to a source that is not a local pod
+        self.foreign_dst: list[int] = []
+        for i, rule in enumerate(chain.rules):
+            src, dst = _host(rule.src), _host(rule.dst)
+            if src is not None:
+                self.by_src.setdefault(src, []).append(i)
+                if src not in local:
+                    self.foreign_src.append(i)
+            elif dst is not None:
+                self.by_dst.setdefault(dst, []).append(i)
+                if dst not in local:
+                    self.foreign_dst.append(i)
+            else:
+                self.always.append(i)
+
+    def candidates(self, ip: str, side: str) -> list[int]:
+        if side == "src":
+            mine, foreign = self.by_src.get(ip, []), self.foreign_dst
+        else:
+            mine, foreign = self.by_dst.get(ip, []), self.foreign_src
+        if not mine and not foreign:
+            return self.always
+        return sorted(set(heapq.merge(self.always, mine, foreign)))
+
+
+def _host(cidr: str | None) -> str | None:
+    if cidr is None or not cidr.endswith(_HOST):
+        return None
+    return str(ipaddress.ip_address(cidr.rpartition("/")[0]))
+
+
+def _in(ip: str, cidr: str) -> bool:
+    host = _host(cidr)
+    if host is not None:
+        return host == ip
+    return ipaddress.ip_address(ip) in ipaddress.ip_network(cidr, strict=False)
+
+
+# -- which flows the new ruleset forbids ------------------------------------------------
+
+
+def opening_packet(flow: Flow, own: frozenset[str]) -> Packet:
+    """The NEW packet that opened `flow`, as our filter chains saw it."""
+    if flow.reply_src in own:
+        hook = "INPUT"
+    elif flow.src in own:
+        hook = "OUTPUT"
+    else:
+        hook = "FORWARD"
+    return Packet(flow.src, flow.reply_src, flow.protocol, flow.reply_sport, hook=hook)
+
+
+def forbidden(flows: Iterable[Flow], ruleset: Ruleset, own: frozenset[str]) -> list[Flow]:
+    """The flows `ruleset` would refuse as new connections (in the order given)."""
+    indexes = {family: TableIndex(table) for family, table in ruleset.tables.items()}
+    out: list[Flow] = []
+    for flow in flows:
+        if family_of(flow.reply_src) is not flow.family:
+            continue  # NAT across families: not a flow our tables police
+        packet = opening_packet(flow, own)
+        if not trace(ruleset, packet, index=indexes.get(flow.family)).allowed:
+            out.append(flow)
+    return out
