@@ -28,6 +28,7 @@ class TargetKind(enum.Enum):
     RETURN = "RETURN"
     MARK = "MARK"
     CONNMARK = "CONNMARK"  # --set-xmark value/mask on the flow's conntrack entry
+    NFLOG = "NFLOG"  # log to userspace (the agent's drop events); not terminal
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class Target:
     mark_value: int = 0  # MARK, CONNMARK: --set-xmark value/mask
     mark_mask: int = 0
     reject_with: str = ""  # REJECT: icmp-port-unreachable / icmp6-port-unreachable
+    nflog_group: int = 0  # NFLOG
+    nflog_prefix: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -49,6 +52,10 @@ class Target:
             return f"-j {self.kind.value} --set-xmark {self.mark_value:#x}/{self.mark_mask:#x}"
         if self.kind is TargetKind.REJECT:
             return f"-j REJECT --reject-with {self.reject_with}"
+        if self.kind is TargetKind.NFLOG:  # in iptables-save's order; group 0 is not printed
+            prefix = f" --nflog-prefix {quote(self.nflog_prefix)}" if self.nflog_prefix else ""
+            group = f" --nflog-group {self.nflog_group}" if self.nflog_group else ""
+            return f"-j NFLOG{prefix}{group}"
         return f"-j {self.kind.value}"
 
 
@@ -80,6 +87,23 @@ class MarkMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class HashLimit:
+    """`-m hashlimit`: at most `rate` per second (burst `burst`) per source/destination pair."""
+
+    name: str  # the kernel's table of buckets, per family
+    rate: int
+    burst: int = 5
+    mode: str = "srcip,dstip"
+
+    def spec(self) -> str:  # iptables-save leaves out the default burst of 5
+        burst = f" --hashlimit-burst {self.burst}" if self.burst != 5 else ""
+        return (
+            f"-m hashlimit --hashlimit-upto {self.rate}/sec{burst} "
+            f"--hashlimit-mode {self.mode} --hashlimit-name {self.name}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One iptables rule: all matches ANDed, then the target."""
 
@@ -96,6 +120,7 @@ class Rule:
     mark: MarkMatch | None = None
     connmark: MarkMatch | None = None  # `-m connmark [!] --mark VALUE/MASK`
     icmpv6_type: int | None = None  # `-p ipv6-icmp -m icmp6 --icmpv6-type N` (protocol unset)
+    hashlimit: HashLimit | None = None
 
     def spec(self) -> str:
         """The rule as `iptables-save` prints it, without `-A CHAIN`."""
@@ -134,6 +159,8 @@ class Rule:
             ports = str(lo) if lo == hi else f"{lo}:{hi}"
             proto = self.protocol.value.lower()
             out.append(f"-m {proto} --dport {ports}")
+        if self.hashlimit is not None:
+            out.append(self.hashlimit.spec())
         out.append(self.target.spec())
         return " ".join(out)
 

@@ -144,6 +144,8 @@ class _Walker:
                 self.mark = (self.mark & ~t.mark_mask) ^ t.mark_value
             elif t.kind is TargetKind.CONNMARK:
                 self.ctmark = (self.ctmark & ~t.mark_mask) ^ t.mark_value
+            elif t.kind is TargetKind.NFLOG:
+                pass  # logs, then the packet goes on (a hashlimit match is taken as a hit)
             else:
                 self.evaluated += i + 1
                 return str(t.kind.value)

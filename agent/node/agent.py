@@ -219,8 +219,8 @@ def run_agent(settings: Settings) -> int:
         dataplane=engine.dataplane,
         ruleset_stats=engine.ruleset_stats,
         drops=engine.drops,
-        drop_reader=_nflog_reader(settings),
         conntrack=engine.conntrack,
+        drop_reader=_nflog_reader(settings) if engine.drop_events else None,
     )
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

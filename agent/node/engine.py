@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.compile import CompileOptions
+from agent.core.droplogging import DropLogging
 from agent.core.errors import DataplaneError, HostCheckError
 from agent.core.incremental import IncrementalCompiler
 from agent.core.model import ClusterState
@@ -108,6 +109,7 @@ class Engine:
     ruleset_stats: Callable[[Any], dict[str, int]]
     drops: Callable[[], list[DropCount]]
     conntrack: Conntrack
+    drop_events: bool = False  # the drop path logs to --nflog-group: read it
 
 
 class NodeCompiler:
@@ -140,12 +142,18 @@ class NodeCompiler:
         self.inner.reset()
 
 
-def compiler_for(settings: Settings) -> NodeCompiler:
+def compiler_for(settings: Settings, *, drop_events: bool = True) -> NodeCompiler:
+    logging = (
+        (DropLogging(settings.nflog_group, settings.drop_log_rate, settings.drop_log_burst),)
+        if drop_events and settings.nflog_group >= 0
+        else ()
+    )
     options = CompileOptions(
         mark_bit=settings.mark_bit,
         connmark_bit=settings.connmark_bit,
         drop_action=settings.drop_action,
         allow_cidrs=settings.allow_cidrs,
+        extensions=logging,
     )
     options.validate()
     return NodeCompiler(node=settings.node_name, options=options)
@@ -161,10 +169,14 @@ def build_engine(settings: Settings, *, host_check: bool = True) -> Engine:
     backend = select_backend(settings.backend)
     log.info("iptables backend selected", extra={"backend": backend.name, "mode": backend.mode})
     dataplane = ApplierDataplane(Applier(backend))
+    drop_events = settings.nflog_group >= 0 and not backend.in_process
+    if settings.nflog_group >= 0 and backend.in_process:
+        log.warning("no drop events with the python-iptables backend (it cannot program NFLOG)")
     return Engine(
-        compiler=compiler_for(settings),
+        compiler=compiler_for(settings, drop_events=drop_events),
         dataplane=dataplane,
         ruleset_stats=ruleset_stats,
         drops=dataplane.drops,
         conntrack=Conntrack(),
+        drop_events=drop_events,
     )

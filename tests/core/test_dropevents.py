@@ -126,3 +126,21 @@ def test_event_key_ignores_time() -> None:
     one = namer().event(prefix="npa:DI x/a", family=4, payload=packet, time=1.0)
     two = namer().event(prefix="npa:DI x/a", family=4, payload=packet, time=2.0)
     assert one is not None and two is not None and one.key == two.key
+
+
+def test_drop_path_rules_render_like_iptables_save() -> None:
+    from agent.core.compile import CompileOptions, compile_ruleset
+    from agent.core.droplogging import DropLogging
+    from agent.core.model import Family
+    from agent.core.naming import DROP_EGRESS, DROP_INGRESS
+
+    options = CompileOptions(extensions=(DropLogging(100, rate=10, burst=5),))
+    ruleset = compile_ruleset(STATE, node="node-0", options=options)
+    chains = {c.name: c for c in ruleset.tables[Family.V4].chains}
+    assert chains[DROP_INGRESS].rules[0].render(DROP_INGRESS) == (
+        f'-A {DROP_INGRESS} -m comment --comment "log drops" -m hashlimit --hashlimit-upto '
+        "10/sec --hashlimit-mode srcip,dstip --hashlimit-name npa-drop-i "
+        '-j NFLOG --nflog-prefix "npa:DI" --nflog-group 100'
+    )
+    assert chains[DROP_EGRESS].rules[0].target.nflog_prefix == "npa:DE"
+    assert chains[DROP_EGRESS].rules[-1].target.terminal  # logging never decides
