@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.core.compile import CompileOptions, compile_ruleset
+from agent.core.compile import compile_ruleset
 from agent.core.convert import pod_from_dict
 from agent.core.errors import ApplyError
 from agent.kube.api import Kind
@@ -33,7 +33,7 @@ def test_syncs_between_full_ones_are_incremental_and_equal_the_full_compile() ->
         rec.step()
         assert inner.last_incremental
         state = store.snapshot().state
-        want = compile_ruleset(state, node="node-0", options=CompileOptions())
+        want = compile_ruleset(state, node="node-0", options=inner.options)
         assert dp.previous == want
 
 
@@ -60,5 +60,5 @@ def test_a_failed_sync_resets_the_compiler_and_the_retry_compiles_in_full() -> N
     rec.step()
     assert calls["n"] == 2 and not inner.last_incremental
     assert dp.previous == compile_ruleset(
-        store.snapshot().state, node="node-0", options=CompileOptions()
+        store.snapshot().state, node="node-0", options=inner.options
     )
