@@ -1,4 +1,4 @@
-"""`netpol-agent lab up|down|status|kubeconfig|probe|exec`: a local multi-node cluster, for real.
+"""`netpol-agent lab up|down|status|kubeconfig|probe|exec|drops`: a local multi-node cluster, for real.
 
 See docs/lab.md. `up` prints the kubeconfig path as its last line, so
 `export KUBECONFIG=$(netpol-agent lab up | tail -1)` works.
@@ -146,6 +146,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     execute.add_argument("pod", help="the pod's name")
     execute.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
     execute.set_defaults(func=_exec)
+
+    drops = sub.add_parser(
+        "drops",
+        help="every node's recent drop and audit events (who, which peer, which policies)",
+        description="Reads /drops from every lab agent: one JSON object per line with keys "
+        "node action direction pod peer protocol port policies count first last (-o json), "
+        "or a table.",
+    )
+    common(drops)
+    drops.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    drops.set_defaults(func=_drops)
 
 
 def _base(args: argparse.Namespace) -> Path:
@@ -333,3 +344,19 @@ def _exec(args: argparse.Namespace) -> int:
     netns = pod_namespace(client, config.topology(), args.namespace, args.pod)
     sys.stdout.flush()
     return run_in(netns, argv)
+
+
+def _drops(args: argparse.Namespace) -> int:
+    from agent.lab import drops, lifecycle
+
+    lifecycle.require_root()  # the agents listen inside the lab's namespaces
+    config, _ = lifecycle.running_config(args.name, base=_base(args))
+    events, problems = drops.gather(config.topology())
+    for node, why in sorted(problems.items()):
+        print(f"netpol-agent lab drops: {node}: {why}", file=sys.stderr)
+    if args.output == "json":
+        for event in events:
+            print(json.dumps(event, sort_keys=False))
+    else:
+        print(drops.format_table(events))
+    return 1 if problems and not events else 0

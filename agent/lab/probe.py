@@ -98,6 +98,11 @@ def settled_snapshot(client: ApiClient, topo: Topology, *, timeout: float) -> Sn
 
 def fetch_statusz(topo: Topology, node: NodeSpec, *, timeout: float = 1.0) -> JSON:
     """GET http://<node ip>:9847/statusz from inside the underlay namespace."""
+    return fetch_json(topo, node, "/statusz", timeout=timeout)
+
+
+def fetch_json(topo: Topology, node: NodeSpec, path: str, *, timeout: float = 1.0) -> JSON:
+    """GET http://<node ip>:9847<path> (a JSON endpoint) from inside the underlay namespace."""
     family = Family.V4
     sock = open_socket(topo.net_netns, family, Protocol.TCP)
     try:
@@ -105,7 +110,7 @@ def fetch_statusz(topo: Topology, node: NodeSpec, *, timeout: float = 1.0) -> JS
         sock.connect((node.ip, METRICS_PORT))
         conn = http.client.HTTPConnection(node.ip, METRICS_PORT, timeout=timeout)
         conn.sock = sock
-        conn.request("GET", "/statusz")
+        conn.request("GET", path)
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200:
