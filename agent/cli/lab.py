@@ -1,4 +1,4 @@
-"""`netpol-agent lab up|down|status|kubeconfig|probe|exec|drops`: a local multi-node cluster, for real.
+"""`netpol-agent lab up|down|status|kubeconfig|probe|exec|drops`: a local cluster, for real.
 
 See docs/lab.md. `up` prints the kubeconfig path as its last line, so
 `export KUBECONFIG=$(netpol-agent lab up | tail -1)` works.

@@ -1,0 +1,87 @@
+"""`lab drops` after a probe names exactly the table's blocked pairs, with the isolating policy.
+
+A two-node lab with the real agents (NFLOG on their drop paths): the
+default-deny example is applied and probed; every blocked cell of the probe
+table must show up as a drop event at the destination's node (ingress, the
+destination pod, the source pod as peer, protocol and port, the policy), and
+no event may name a pair the table shows open.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.lab import drops
+from agent.lab.apply import load_objects
+from tests.lab.conftest import RunningLab
+
+pytestmark = [pytest.mark.kernel, pytest.mark.slow]
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "001-deny-all-ingress"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def drop_keys(events: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    return {
+        (e["action"], e["direction"], e["pod"], e["peer"], e["protocol"], e["port"]) for e in events
+    }
+
+
+def test_probe_against_default_deny_gives_exactly_the_blocked_pairs(lab: RunningLab) -> None:
+    objects = load_objects([EXAMPLE])
+    lab.apply(objects)
+    try:
+        table, diff = lab.probe(timeout=0.5)
+        assert diff.empty
+        blocked = {
+            ("drop", "ingress", dst, src, b.protocol.value, b.port)
+            for b in table.blocks
+            for src, row in b.allowed.items()
+            for dst, ok in row.items()
+            if not ok and src != dst
+        }
+        assert blocked, "the example blocks something"
+        deadline = time.monotonic() + 10
+        while True:
+            events, problems = drops.gather(lab.topo)
+            assert not problems
+            if drop_keys(events) >= blocked or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert drop_keys(events) == blocked
+        assert {tuple(e["policies"]) for e in events} == {("default/deny-all-ingress",)}
+        assert {e["node"] for e in events} == {"node-0"}  # database lives on node-0
+        assert all(e["count"] >= 1 and e["first"] <= e["last"] for e in events)
+
+        # the CLI prints the same, one JSON object per line with the documented keys
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agent",
+                "lab",
+                "drops",
+                "--name",
+                lab.config.name,
+                "--state-dir",
+                str(lab.base),
+                "-o",
+                "json",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines and all(list(line) == list(drops.KEYS) for line in lines)
+        assert drop_keys(lines) == blocked
+    finally:
+        lab.delete(objects)
