@@ -31,6 +31,17 @@ class Kind(enum.Enum):
     PODS = "pods"
     NETWORK_POLICIES = "networkpolicies"
     NODES = "nodes"
+    CLUSTER_NETWORK_POLICIES = "clusternetworkpolicies"
+
+    @property
+    def optional(self) -> bool:
+        """A kind served by a CRD that may not be installed (or readable): when the API
+        answers 404/403, the agent goes on without it and looks again later."""
+        return self is Kind.CLUSTER_NETWORK_POLICIES
+
+
+ABSENT = "absent"
+"""The resourceVersion a sink gets for an optional kind the API does not serve (empty list)."""
 
 
 class ApiUnavailable(KubeError):

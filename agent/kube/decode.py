@@ -9,6 +9,7 @@ labels, IPs, node, phase, hostNetwork and container ports.
 from __future__ import annotations
 
 from agent.core import convert
+from agent.core.policyapi.cnpconvert import cluster_policy_from_dict
 from agent.kube.api import JsonDict, Kind
 
 
@@ -20,4 +21,6 @@ def decode(kind: Kind, obj: JsonDict) -> object:
         return convert.namespace_from_dict(obj)
     if kind is Kind.NETWORK_POLICIES:
         return convert.policy_from_dict(obj)
+    if kind is Kind.CLUSTER_NETWORK_POLICIES:
+        return cluster_policy_from_dict(obj)
     return convert.node_from_dict(obj)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.core.errors import InputError, KubeError
-from agent.kube.api import ApiRejected, ApiSource, Gone, JsonDict, Kind
+from agent.kube.api import ABSENT, ApiRejected, ApiSource, Gone, JsonDict, Kind
 
 log = logging.getLogger(__name__)
 
@@ -185,16 +185,27 @@ class Watcher:
     observer: WatchObserver = field(default_factory=NullObserver)
     page_size: int = 500
     resource_version: str | None = None  # newest seen; None: must (re)list
+    absent_recheck_seconds: float = 60.0  # an optional kind not served: list again after
+    absent_logged: bool = False
 
     def step(self, stop: threading.Event) -> int:
         """One finite step: a list if needed, then one watch pass; returns how many watch
         events (bookmarks included) the pass delivered. Raises on failure."""
         if self.resource_version is None:
-            objects, rv = list_all(
-                self.source, self.kind, decode=self.decode, page_size=self.page_size
-            )
+            try:
+                objects, rv = list_all(
+                    self.source, self.kind, decode=self.decode, page_size=self.page_size
+                )
+            except ApiRejected as exc:
+                if not (self.kind.optional and exc.status in (403, 404)):
+                    raise
+                self._absent(exc, stop)
+                return 1
             self.sink.replace(self.kind, objects, rv)
             self.resource_version = rv
+            if self.absent_logged:
+                log.warning("%s: now served by the API", self.kind.value)
+                self.absent_logged = False
             log.info(
                 "listed %s",
                 self.kind.value,
@@ -212,6 +223,24 @@ class Watcher:
             stop=stop,
         )
         return tracker.delivered
+
+    def _absent(self, exc: ApiRejected, stop: threading.Event) -> None:
+        """An optional kind the API does not serve (CRD not installed, or no RBAC to read
+        it): the rest of the cluster is enforced without it; look again later."""
+        self.sink.replace(self.kind, {}, ABSENT)
+        if not self.absent_logged:
+            why = "not installed" if exc.status == 404 else "not readable (RBAC)"
+            log.warning(
+                "%s: the API does not serve it (%s: %s); enforcing without it, checking "
+                "again every %.0fs",
+                self.kind.value,
+                why,
+                exc,
+                self.absent_recheck_seconds,
+                extra={"kind": self.kind.value},
+            )
+            self.absent_logged = True
+        self.waiter.wait(stop, self.absent_recheck_seconds)
 
     def run(self, stop: threading.Event) -> None:
         failures = 0

@@ -168,7 +168,8 @@ class ApiClient:
 
 
 def resource_path(obj: Mapping[str, Any]) -> tuple[str, str]:
-    """(collection path, object name) of a namespace, pod, networkpolicy or node dict."""
+    """(collection path, object name) of a namespace, pod, networkpolicy, node or
+    clusternetworkpolicy dict."""
     kind = obj.get("kind")
     meta = obj.get("metadata") or {}
     name = str(meta.get("name", ""))
@@ -181,4 +182,6 @@ def resource_path(obj: Mapping[str, Any]) -> tuple[str, str]:
         return f"/api/v1/namespaces/{namespace}/pods", name
     if kind == "NetworkPolicy":
         return f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies", name
+    if kind == "ClusterNetworkPolicy":
+        return "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies", name
     raise KubeError(f"{kind or 'object'} {name!r}: the lab API server does not serve kind {kind!r}")

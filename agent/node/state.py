@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from agent.core.model import ClusterState, Namespace, NetworkPolicy, Node, Pod
-from agent.kube.api import Kind
+from agent.core.policyapi.cnpmodel import ClusterNetworkPolicy
+from agent.kube.api import ABSENT, Kind
 
 MAX_TRACKED_EVENTS = 20_000
 T = TypeVar("T")
@@ -40,14 +41,17 @@ class Snapshot:
 
 
 def min_resource_version(rvs: Mapping[Kind, str]) -> str:
-    """The minimum over kinds (as integers; the lab and etcd use integers). "0" if unknown."""
+    """The minimum over kinds (as integers; the lab and etcd use integers). "0" if unknown.
+
+    A kind the API does not serve (`ABSENT`, an optional CRD not installed) does not count.
+    """
     values = []
     for rv in rvs.values():
         try:
             values.append(int(rv))
         except ValueError:
             continue
-    if len(values) < len(Kind):
+    if len(rvs) < len(Kind) or len(values) < sum(1 for rv in rvs.values() if rv != ABSENT):
         return "0"
     return str(min(values))
 
@@ -153,6 +157,9 @@ class Store:
                 pods=_typed(k[Kind.PODS].objects, Pod),
                 policies=_typed(k[Kind.NETWORK_POLICIES].objects, NetworkPolicy),
                 nodes=_typed(k[Kind.NODES].objects, Node),
+                cluster_policies=_typed(
+                    k[Kind.CLUSTER_NETWORK_POLICIES].objects, ClusterNetworkPolicy
+                ),
             )
             snap = Snapshot(
                 state=state,

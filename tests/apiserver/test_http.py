@@ -18,13 +18,16 @@ def test_discovery_documents(api: ApiServer) -> None:
     assert call(api.url, "GET", "/version")[1]["gitVersion"].startswith("v1.32.")
     assert call(api.url, "GET", "/api")[1]["versions"] == ["v1"]
     groups = call(api.url, "GET", "/apis")[1]["groups"]
-    assert [g["name"] for g in groups] == ["networking.k8s.io"]
+    assert [g["name"] for g in groups] == ["networking.k8s.io", "policy.networking.k8s.io"]
     core = {r["name"]: r for r in call(api.url, "GET", "/api/v1")[1]["resources"]}
     assert {"pods", "pods/status", "namespaces", "nodes", "events"} <= set(core)
     assert core["pods"]["namespaced"] and not core["nodes"]["namespaced"]
     assert core["pods"]["shortNames"] == ["po"]
     networking = call(api.url, "GET", "/apis/networking.k8s.io/v1")[1]["resources"]
     assert networking[0]["name"] == "networkpolicies" and networking[0]["shortNames"] == ["netpol"]
+    cluster = call(api.url, "GET", "/apis/policy.networking.k8s.io/v1alpha2")[1]["resources"]
+    cnp = {r["name"]: r for r in cluster}["clusternetworkpolicies"]
+    assert not cnp["namespaced"] and cnp["shortNames"] == ["cnp"]
 
 
 def test_aggregated_discovery_request_gets_the_legacy_format(api: ApiServer) -> None:

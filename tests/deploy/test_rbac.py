@@ -10,6 +10,7 @@ EXPECTED = {
     ("", "namespaces"): {"get", "list", "watch"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch"},
     ("", "nodes"): {"get", "list", "watch"},
+    ("policy.networking.k8s.io", "clusternetworkpolicies"): {"get", "list", "watch"},
 }
 
 

@@ -21,7 +21,13 @@ from typing import Any
 
 from agent.lab.apiserver import ApiServer
 from agent.lab.apiserver import objects as lab_objects
-from agent.lab.apiserver.resources import NAMESPACES, NETWORK_POLICIES, NODES, PODS
+from agent.lab.apiserver.resources import (
+    CLUSTER_NETWORK_POLICIES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    NODES,
+    PODS,
+)
 from agent.sandbox.setns import inside
 from agent.sandbox.sockets import Probe, probe_many
 from agent.sandbox.topology import NodeSandbox, PodSandbox
@@ -35,9 +41,13 @@ def store_create(api: ApiServer, body: dict[str, Any]) -> int:
 
     A `metadata.uid` in `body` is dropped: the server assigns its own.
     """
-    info = {"Pod": PODS, "Namespace": NAMESPACES, "Node": NODES, "NetworkPolicy": NETWORK_POLICIES}[
-        body["kind"]
-    ]
+    info = {
+        "Pod": PODS,
+        "Namespace": NAMESPACES,
+        "Node": NODES,
+        "NetworkPolicy": NETWORK_POLICIES,
+        "ClusterNetworkPolicy": CLUSTER_NETWORK_POLICIES,
+    }[body["kind"]]
     body = {k: v for k, v in body.items()}
     body["metadata"] = {k: v for k, v in body["metadata"].items() if k != "uid"}
     ns = body["metadata"].get("namespace") if info.namespaced else None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.errors import ApplyError
-from agent.kube.api import ApiUnavailable, Gone, JsonDict, Kind, ListPage
+from agent.kube.api import ApiRejected, ApiUnavailable, Gone, JsonDict, Kind, ListPage
 from agent.kube.watching import object_key
 
 
@@ -129,6 +129,7 @@ class FakeApiSource:
     calls: list[str] = field(default_factory=list)
     bookmarks: bool = True
     idle_wait: float = 0.0  # real-time tests: a watch with nothing new lingers this long
+    not_served: set[Kind] = field(default_factory=set)  # CRD not installed: 404
 
     # --- mutations (like kubectl) -------------------------------------------------------
     def put(self, kind: Kind, obj: dict[str, Any]) -> int:
@@ -154,7 +155,7 @@ class FakeApiSource:
         self.compacted = self.rv
 
     def _visible(self, kind: Kind, obj: dict[str, Any]) -> bool:
-        return kind is not Kind.NODES or obj["metadata"]["name"] == self.node_name
+        return True  # the agent watches every Node (ClusterNetworkPolicy `nodes` peers)
 
     def _fault(self, what: str) -> None:
         self.calls.append(what)
@@ -165,6 +166,8 @@ class FakeApiSource:
     # --- ApiSource ----------------------------------------------------------------------
     def list_page(self, kind: Kind, *, limit: int, continue_token: str | None) -> ListPage:
         self._fault(f"list {kind.value}")
+        if kind in self.not_served:
+            raise ApiRejected(404, f"list {kind.value}: the server could not find the resource")
         items = sorted(
             (o for o in self.objects[kind].values() if self._visible(kind, o)),
             key=lambda o: object_key(kind, o),

@@ -77,6 +77,7 @@ def rig() -> tuple[Reconciler, Store, PlanningDataplane, FakeClock]:
     store.replace(Kind.PODS, {p.uid: p for p in pods}, "1")
     pol = policy_from_dict(web)
     store.replace(Kind.NETWORK_POLICIES, {pol.key: pol}, "1")
+    store.replace(Kind.CLUSTER_NETWORK_POLICIES, {}, "1")
     rec.step()
     assert dp.counts and dp.counts[0].chains_written > 0
     return rec, store, dp, clock

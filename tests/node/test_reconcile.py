@@ -55,6 +55,7 @@ class Rig:
             Kind.PODS, {"uid-x-a": pod_from_dict(pod_dict("x", "a", labels={"app": "a"}))}, rv
         )
         self.store.replace(Kind.NETWORK_POLICIES, {}, rv)
+        self.store.replace(Kind.CLUSTER_NETWORK_POLICIES, {}, rv)
         self.store.replace(Kind.NODES, {"node-0": node_from_dict(node_dict("node-0"))}, rv)
 
     def run_until_idle(self, limit: int = 20) -> list[Action]:
@@ -83,6 +84,7 @@ def test_nothing_written_until_every_kind_listed() -> None:
     rig.store.replace(Kind.PODS, {}, "5")
     rig.store.replace(Kind.NAMESPACES, {}, "5")
     rig.store.replace(Kind.NETWORK_POLICIES, {}, "5")
+    rig.store.replace(Kind.CLUSTER_NETWORK_POLICIES, {}, "5")
     assert rig.rec.step() == float("inf")
     assert rig.dataplane.applied == [] and rig.compiled == []
     assert rig.rec.ready() == (False, "waiting for the first list of nodes")
@@ -107,7 +109,7 @@ def test_burst_of_pod_events_coalesces_into_one_sync() -> None:
     assert rig.dataplane.applied[1][1] is False  # incremental
     assert len(rig.compiled[-1].pods) == 1001
     assert rig.rec.status().synced_resource_version == 10  # min over kinds: the others
-    for kind in (Kind.NAMESPACES, Kind.NETWORK_POLICIES, Kind.NODES):
+    for kind in (Kind.NAMESPACES, Kind.NETWORK_POLICIES, Kind.NODES, Kind.CLUSTER_NETWORK_POLICIES):
         rig.store.bookmark(kind, "1010")
     rig.rec.step()
     assert rig.rec.status().synced_resource_version == 1010
@@ -120,7 +122,7 @@ def test_no_op_updates_and_bookmarks_advance_without_syncing() -> None:
     rig.rec.step()
     same = pod_from_dict(pod_dict("x", "a", labels={"app": "a"}))
     rig.store.upsert(Kind.PODS, same.uid, same, "20")
-    for kind in (Kind.NAMESPACES, Kind.NETWORK_POLICIES, Kind.NODES):
+    for kind in (Kind.NAMESPACES, Kind.NETWORK_POLICIES, Kind.NODES, Kind.CLUSTER_NETWORK_POLICIES):
         rig.store.bookmark(kind, "21")
     rig.clock.advance(1)
     rig.run_until_idle()

@@ -26,6 +26,7 @@ from agent.node.agent import Agent
 from agent.node.pacing import Backoff, SystemClock
 from agent.node.settings import Settings
 from tests import polling
+from tests.builders import cnp_dict, cnp_rule
 from tests.node.e2e_kit import store_create
 from tests.node.fakes import FakeDataplane, RecordingSink, node_dict, ns_dict, pod_dict, policy_dict
 
@@ -226,13 +227,16 @@ def test_policy_and_node_are_decoded(api: ApiServer, source: KubeApiSource) -> N
     store_create(api, node_dict("node-0", address="172.18.0.2"))
     store_create(api, node_dict("node-1", address="172.18.0.3"))
     store_create(api, policy_dict("x", "deny", selector={"app": "a"}))
+    store_create(api, cnp_dict("guard", ingress=[cnp_rule("Deny", {"namespaces": {}})]))
     states: list[ClusterState] = []
     agent = _agent(source, compiler=recorder(states))
     try:
         wait_for(lambda: agent.reconciler.ready()[0])
         state = states[-1]
-        assert list(state.nodes) == ["node-0"]  # only this node is watched
+        # every Node (ClusterNetworkPolicy `nodes` peers), the ClusterNetworkPolicy too
+        assert sorted(state.nodes) == ["node-0", "node-1"]
         assert state.nodes["node-0"].addresses == ("172.18.0.2",)
+        assert state.cluster_policies["guard"].valid
         assert state.policies["x/deny"].valid
         assert state.namespaces["x"].labels["kubernetes.io/metadata.name"] == "x"
     finally:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
+import pytest
+
 from agent.core.model import Pod
-from agent.kube.api import Kind
+from agent.kube.api import ABSENT, ApiRejected, Kind
 from agent.kube.decode import decode
 from agent.kube.watching import Watcher, list_all, watch_pass
 from agent.node.pacing import Backoff
+from tests.builders import cnp_dict, cnp_rule
 from tests.node.fakes import FakeApiSource, FakeClock, RecordingSink, node_dict, ns_dict, pod_dict
 
 
@@ -104,12 +108,46 @@ def test_refused_connections_at_start_back_off_then_list() -> None:
     assert clock.now - 1000.0 == 1 + 2 + 4 + 4 + 4  # capped exponential backoff
 
 
-def test_node_watch_sees_only_this_node() -> None:
+def test_node_watch_sees_every_node() -> None:
+    """Every Node: ClusterNetworkPolicy `nodes` peers select other nodes' addresses."""
     src = FakeApiSource(node_name="node-1")
     src.put(Kind.NODES, node_dict("node-0"))
     src.put(Kind.NODES, node_dict("node-1", address="172.18.0.3"))
     objects, _ = list_all(src, Kind.NODES, decode=decode)
-    assert list(objects) == ["node-1"]
+    assert list(objects) == ["node-0", "node-1"]
+
+
+def test_crd_not_installed_then_installed(caplog: pytest.LogCaptureFixture) -> None:
+    """ClusterNetworkPolicy without its CRD: listed as empty (the agent syncs without it),
+    one clear log line, a new look every 60 s; once installed, its objects arrive."""
+    src = FakeApiSource(not_served={Kind.CLUSTER_NETWORK_POLICIES})
+    sink = RecordingSink()
+    w = watcher(src, sink, Kind.CLUSTER_NETWORK_POLICIES)
+    clock = FakeClock()
+    w.waiter = clock
+    stop = threading.Event()
+    with caplog.at_level(logging.WARNING):
+        w.step(stop)
+        w.step(stop)
+    assert sink.calls == [("replace", Kind.CLUSTER_NETWORK_POLICIES, "", ABSENT)] * 2
+    assert clock.now - 1000.0 == 120.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "clusternetworkpolicies: the API does not serve it" in lines[0]
+    assert "not installed" in lines[0] and "checking again every 60s" in lines[0]
+    src.not_served.clear()
+    src.put(
+        Kind.CLUSTER_NETWORK_POLICIES,
+        cnp_dict("guard", ingress=[cnp_rule("Deny", {"namespaces": {}})]),
+    )
+    sink.calls.clear()
+    w.step(stop)
+    assert sink.calls[0] == ("replace", Kind.CLUSTER_NETWORK_POLICIES, "guard", "2")
+
+
+def test_a_required_kind_is_never_absent() -> None:
+    src = FakeApiSource(not_served={Kind.PODS})
+    with pytest.raises(ApiRejected):
+        watcher(src, RecordingSink()).step(threading.Event())
 
 
 def test_malformed_object_is_skipped_and_forgotten() -> None:

@@ -16,8 +16,15 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.core.errors import FieldError
+from agent.core.policyapi.cnpvalidate import validate_cluster_policy
 from agent.lab.apiserver import errors
-from agent.lab.apiserver.resources import NAMESPACES, NETWORK_POLICIES, PODS, ResourceInfo
+from agent.lab.apiserver.resources import (
+    CLUSTER_NETWORK_POLICIES,
+    NAMESPACES,
+    NETWORK_POLICIES,
+    PODS,
+    ResourceInfo,
+)
 
 Obj = dict[str, Any]
 
@@ -26,7 +33,7 @@ _LABEL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUALIFIED = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-_STATUS_KINDS = frozenset({"pods", "nodes", "namespaces"})
+_STATUS_KINDS = frozenset({"pods", "nodes", "namespaces", "clusternetworkpolicies"})
 
 
 def _meta(obj: Obj) -> dict[str, Any]:
@@ -135,6 +142,9 @@ def validate(info: ResourceInfo, obj: Obj) -> None:
         validator = _policy_validator()
         if validator is not None:
             problems += list(validator(obj))
+    if info is CLUSTER_NETWORK_POLICIES and not problems:
+        # The CRD's schema and rules (the upstream API server rejects what they reject).
+        problems += list(validate_cluster_policy(obj))
     if problems:
         raise errors.invalid(info.kind, str(meta.get("name", "")), problems, group=info.group)
 
@@ -212,7 +222,7 @@ def prepare_create(info: ResourceInfo, body: Any, *, namespace: str | None, now:
     meta["uid"] = str(uuid.uuid4())
     meta["creationTimestamp"] = now
     meta.pop("deletionTimestamp", None)
-    if info is NETWORK_POLICIES or info is PODS:
+    if info is NETWORK_POLICIES or info is PODS or info is CLUSTER_NETWORK_POLICIES:
         meta["generation"] = 1
     obj = apply_defaults(info, obj)
     validate(info, obj)

@@ -88,9 +88,27 @@ NETWORK_POLICIES = ResourceInfo(
     short_names=("netpol",),
 )
 
-RESOURCES: tuple[ResourceInfo, ...] = (NAMESPACES, PODS, NODES, EVENTS, NETWORK_POLICIES)
+CLUSTER_NETWORK_POLICIES = ResourceInfo(
+    plural="clusternetworkpolicies",
+    singular="clusternetworkpolicy",
+    kind="ClusterNetworkPolicy",
+    group="policy.networking.k8s.io",
+    version="v1alpha2",
+    namespaced=False,
+    short_names=("cnp",),
+    subresources=("status",),
+)
 
-GROUPS: dict[str, str] = {"networking.k8s.io": "v1"}
+RESOURCES: tuple[ResourceInfo, ...] = (
+    NAMESPACES,
+    PODS,
+    NODES,
+    EVENTS,
+    NETWORK_POLICIES,
+    CLUSTER_NETWORK_POLICIES,
+)
+
+GROUPS: dict[str, str] = {"networking.k8s.io": "v1", "policy.networking.k8s.io": "v1alpha2"}
 """Named API groups (the core group is served under /api) and their only version."""
 
 

@@ -176,6 +176,12 @@ COLUMNS: dict[str, list[Column]] = {
         ),
         ("Age", "string", 0, _age),
     ],
+    "clusternetworkpolicies.policy.networking.k8s.io": [  # the CRD's printer columns
+        ("Name", "string", 0, _name),
+        ("Tier", "string", 0, _or_none("spec", "tier")),
+        ("Priority", "string", 0, lambda o, n: str(_get(o, "spec", "priority"))),
+        ("Age", "string", 0, _age),
+    ],
     "events": [
         ("Last Seen", "string", 0, lambda o, n: str(_get(o, "lastTimestamp") or "<unknown>")),
         ("Type", "string", 0, _or_none("type")),
