@@ -1,5 +1,5 @@
 """The conntrack table over netlink (pyroute2's NFCTSocket): read the flows of some
-addresses, delete flows.
+addresses, delete flows, turn TCP flows into tombstones.
 
 Revocation (agent.core.revoke decides) must not cost a walk of the node's whole
 table in Python: each address is asked for with the kernel's own dump filter
@@ -26,6 +26,7 @@ from agent.core.revoke import Flow
 
 PROTOCOLS = {6: Protocol.TCP, 17: Protocol.UDP, 132: Protocol.SCTP}
 NUMBERS = {p: n for n, p in PROTOCOLS.items()}
+TCP_SYN_SENT = 1
 _AF = {Family.V4: socket.AF_INET, Family.V6: socket.AF_INET6}
 _IP = {Family.V4: "CTA_IP_V4", Family.V6: "CTA_IP_V6"}
 
@@ -90,9 +91,41 @@ class Conntrack:
                 raise ConntrackError(f"deleting conntrack entry {flow}: {exc}") from exc
         return deleted
 
-    def add(self, flow: Flow, *, timeout: int = 600) -> None:
+    def neutralise(self, flow: Flow, *, timeout: int) -> bool:
+        """Turn a TCP flow's entry into a tombstone, in place; False if it is gone.
+
+        Deleting the entry alone lets the connection come back: the server's next
+        retransmission is a NEW packet the other way, which the policies may allow,
+        and conntrack picks the connection up mid-stream (nf_conntrack_tcp_loose).
+        Put back in SYN_SENT, with its mark cleared (the fast path's bit), the entry
+        keeps matching both directions, and a data segment or ACK in SYN_SENT is
+        INVALID to conntrack, so the INVALID drop at the head of our chains drops
+        it: the connection stays dead until the entry expires after `timeout`.
+        """
+        try:
+            self._sock(flow.family).entry(
+                "set",
+                tuple_orig=_orig(flow),
+                timeout=timeout,
+                mark=0,
+                protoinfo={
+                    "attrs": [
+                        [
+                            "CTA_PROTOINFO_TCP",
+                            {"attrs": [["CTA_PROTOINFO_TCP_STATE", TCP_SYN_SENT]]},
+                        ]
+                    ]
+                },
+            )
+        except OSError as exc:
+            if getattr(exc, "code", None) == errno.ENOENT or exc.errno == errno.ENOENT:
+                return False
+            raise ConntrackError(f"neutralising conntrack entry {flow}: {exc}") from exc
+        return True
+
+    def add(self, flow: Flow, *, timeout: int = 600, tcp_state: int = 3) -> None:
         """Create an entry (tests: a big table without real flows). TCP entries are
-        ESTABLISHED, SCTP ones ESTABLISHED (with made-up verification tags)."""
+        ESTABLISHED unless told, SCTP ones ESTABLISHED (with made-up verification tags)."""
         from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 
         reply = NFCTAttrTuple(
@@ -106,7 +139,9 @@ class Conntrack:
         extra: dict[str, Any] = {}
         if flow.protocol is Protocol.TCP:
             extra["protoinfo"] = {
-                "attrs": [["CTA_PROTOINFO_TCP", {"attrs": [["CTA_PROTOINFO_TCP_STATE", 3]]}]]
+                "attrs": [
+                    ["CTA_PROTOINFO_TCP", {"attrs": [["CTA_PROTOINFO_TCP_STATE", tcp_state]]}]
+                ]
             }
         elif flow.protocol is Protocol.SCTP:
             extra["protoinfo"] = {
@@ -129,6 +164,23 @@ class Conntrack:
             )
         except OSError as exc:
             raise ConntrackError(f"adding conntrack entry {flow}: {exc}") from exc
+
+    def tcp_state(self, flow: Flow) -> int | None:
+        """The TCP state of a flow's entry (conntrack's numbers: 1 SYN_SENT, 3 ESTABLISHED),
+        None when there is no such entry."""
+        try:
+            replies = self._sock(flow.family).entry("get", tuple_orig=_orig(flow))
+        except OSError as exc:
+            if getattr(exc, "code", None) == errno.ENOENT or exc.errno == errno.ENOENT:
+                return None
+            raise ConntrackError(f"reading conntrack entry {flow}: {exc}") from exc
+        found = [m for m in replies if m.get_attr("CTA_TUPLE_ORIG") is not None]
+        if not found:
+            return None
+        info = found[0].get_attr("CTA_PROTOINFO")
+        tcp = info.get_attr("CTA_PROTOINFO_TCP") if info is not None else None
+        state = tcp.get_attr("CTA_PROTOINFO_TCP_STATE") if tcp is not None else None
+        return None if state is None else int(state)
 
     def close(self) -> None:
         socks, self._socks = self._socks, {}

@@ -3,10 +3,13 @@
 After every successful apply the Revoker computes each local pod's view of
 the applied ruleset (agent.core.revoke), compares it with the view of the
 previous pass, asks the conntrack table only for the flows of pods whose view
-changed, traces each as the connection it opened, and deletes the entries the
-new rules refuse. Allowed flows are never touched. Deleting an entry also drops
-whatever connmark the fast path had set on it; the flow's next packet is NEW
-again and meets the policy.
+changed, traces each as the connection it opened, and revokes the entries the
+new rules refuse. Allowed flows are never touched. UDP and SCTP entries are
+deleted: the flow's next packet is NEW again and meets the policy. TCP entries
+are turned into tombstones instead (SYN_SENT, mark cleared, kept for the
+peers' retransmission budget; see `Conntrack.neutralise`): a deleted entry
+would let the server's next retransmission open it again the other way.
+Either way the fast path's connmark goes with the old entry.
 
 The first pass after start looks at every local pod (flows may have outlived a
 policy change made while the agent was down). A failed pass is logged and
@@ -25,6 +28,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent.core.model import ClusterState
+from agent.core.model import Protocol as IPProtocol
 from agent.core.revoke import (
     Flow,
     View,
@@ -38,6 +42,8 @@ from agent.core.ruleset import Ruleset
 
 log = logging.getLogger(__name__)
 
+# A revoked TCP connection's peers retransmit for up to ~15 minutes (tcp_retries2=15).
+TOMBSTONE_SECONDS = 1200
 REVOKE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -47,6 +53,8 @@ class ConntrackTable(Protocol):
     def flows(self, addresses: Iterable[str]) -> list[Flow]: ...
 
     def delete(self, flows: Iterable[Flow]) -> int: ...
+
+    def neutralise(self, flow: Flow, *, timeout: int) -> bool: ...
 
 
 class RevocationMetrics:
@@ -136,6 +144,9 @@ class Revoker:
             checked = len(flows)
             revoked = forbidden(flows, ruleset, own_addresses(state, self.node))
             if revoked:
-                self.table.delete(revoked)
+                tcp = [f for f in revoked if f.protocol is IPProtocol.TCP]
+                for flow in tcp:
+                    self.table.neutralise(flow, timeout=TOMBSTONE_SECONDS)
+                self.table.delete(f for f in revoked if f.protocol is not IPProtocol.TCP)
         self._views = views
         return RevocationPass(changed, checked, tuple(revoked), self.clock() - start)

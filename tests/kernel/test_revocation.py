@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
+import termios
 import time
 from collections.abc import Iterator
 
@@ -20,7 +23,7 @@ import pytest
 from agent.core.compile import CompileOptions, compile_ruleset
 from agent.core.model import ClusterState, Family, NetworkPolicy, Node, Protocol
 from agent.core.revoke import Flow
-from agent.dataplane.conntrack import Conntrack
+from agent.dataplane.conntrack import TCP_SYN_SENT, Conntrack
 from agent.node.revocation import Revoker
 from agent.sandbox.setns import inside
 from agent.sandbox.sockets import echo_ok, open_tcp
@@ -92,6 +95,49 @@ def test_revoked_flows_stop_and_allowed_ones_keep_flowing(knode: KernelNode) -> 
             s.close()
 
 
+def test_a_revoked_connection_cannot_come_back_the_other_way(knode: KernelNode) -> None:
+    """The server speaks next. Had the entry only been deleted, its segment would be a
+    NEW packet x/a -> y/a, which the policies allow, conntrack would pick the connection
+    up mid-stream, and the client's packets would ride that entry. The tombstone keeps
+    the client's packets (its ACKs included) INVALID: the server's data is never
+    acknowledged, nothing the client sends arrives."""
+    a = knode.add_pod("x/a", "pod=a")
+    knode.add_pod("y/a", "pod=a")
+    box = knode.pod_sandboxes
+    with inside(box["x/a"].netns):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((a.ips[0], 9000))
+    listener.listen(1)
+    knode.apply(knode.state([]))
+    client = open_tcp(box["y/a"].netns, a.ips[0], 9000)
+    server, _ = listener.accept()
+    try:
+        server.sendall(b"before")
+        assert client.recv(16) == b"before"
+        state = knode.state([DENY_X])
+        ruleset = knode.compile(state)
+        knode.apply_ruleset(ruleset)
+        with knode.agent():
+            result = Revoker(node="node-0", table=Conntrack()).after_apply(state, ruleset)
+        assert result is not None and len(result.revoked) == 1
+        server.sendall(b"after")
+        client.sendall(b"from the client")
+        time.sleep(1.5)  # several retransmissions
+        assert unacknowledged(server) == len(b"after")
+        server.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            server.recv(64)
+    finally:
+        for sock in (client, server, listener):
+            sock.close()
+
+
+def unacknowledged(sock: socket.socket) -> int:
+    """Bytes sent on a TCP socket that the peer has not acknowledged (SIOCOUTQ)."""
+    buf = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", buf)[0])
+
+
 def _state(*policies: NetworkPolicy) -> ClusterState:
     pods = [
         make_pod("x/a", "pod=a", ip=("10.244.0.10", "fd00:10:244::a")),
@@ -130,10 +176,15 @@ def test_the_conntrack_level_both_families_tcp_udp_sctp_and_dnat(agent_ns: str) 
         assert first.checked == len(ENTRIES)
         result = revoker.after_apply(after, compile_ruleset(after, node="node-0", options=options))
         left = set(ct.all_flows(Family.V4)) | set(ct.all_flows(Family.V6))
+        states = {f: ct.tcp_state(f) for f in ENTRIES if f.protocol is TCP}
         ct.close()
     assert result is not None
     assert set(result.revoked) == set(CUT)
-    assert left == set(ENTRIES) - set(CUT)
+    # UDP and SCTP entries are deleted; TCP ones stay as tombstones in SYN_SENT
+    assert left == set(ENTRIES) - {f for f in CUT if f.protocol is not TCP}
+    assert {f: s for f, s in states.items()} == {
+        f: (TCP_SYN_SENT if f in CUT else 3) for f in states
+    }
     assert "10.244.0.12" not in result.changed  # y/a's view did not change
 
 
@@ -155,7 +206,7 @@ def test_a_table_of_100000_unrelated_entries_costs_only_the_filtered_dumps(agent
         ct.close()
     assert result is not None
     assert set(result.revoked) == set(CUT)
-    assert count == 100_000 + len(ENTRIES) - len(CUT)
+    assert count == 100_000 + len(ENTRIES) - len([f for f in CUT if f.protocol is not TCP])
     print(
         f"\n100,000 unrelated entries (made in {filled:.2f}s): revocation pass "
         f"{result.seconds * 1000:.0f} ms for {len(result.changed)} changed addresses, "

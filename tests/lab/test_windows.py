@@ -4,14 +4,19 @@ established flows a new policy forbids, and the hold on new pods.
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.lab import probe as lab_probe
 from tests.lab.conftest import RunningLab
+from tests.lab.flows import Flows, largest_gap, results, stop, stop_time
 from tests.lab.podspecs import pod_dict
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
@@ -62,3 +67,64 @@ def test_lab_exec_runs_inside_the_pod_with_its_exit_code(lab: RunningLab) -> Non
     assert out.returncode == 1
     assert "pod wx/nope not found" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def pod_ips(lab: RunningLab, namespace: str) -> dict[str, str]:
+    pods, _ = lab.client.list(f"/api/v1/namespaces/{namespace}/pods")
+    return {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+
+
+SERVER_ONLY_FROM_B = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "only-b", "namespace": "rv"},
+    "spec": {
+        "podSelector": {"matchLabels": {"app": "server"}},
+        "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "b"}}}]}],
+    },
+}
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_a_policy_applied_with_kubectl_cuts_established_flows_within_a_second(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    lab.apply(
+        [
+            ns("rv"),
+            pod("rv/server", "node-0", app="server"),
+            pod("rv/a", "node-1", role="a"),
+            pod("rv/b", "node-0", role="b"),
+        ]
+    )
+    lab_probe.settled_snapshot(lab.client, lab.topo, timeout=20)
+    ips = pod_ips(lab, "rv")
+    target = f"{ips['server']}:7000"
+    flows = Flows(lab.config.name, lab.base)
+    server = flows.serve("rv", "server", 7000)
+    procs = [server]
+    try:
+        cut = flows.stream("rv", "a", tcp=target, udp=target, seconds=4.0)
+        kept = flows.stream("rv", "b", tcp=target, seconds=4.0)
+        procs += [cut, kept]
+        time.sleep(1.5)
+        manifest = tmp_path / "policy.json"
+        manifest.write_text(json.dumps(SERVER_ONLY_FROM_B))
+        written = time.time()
+        subprocess.run(
+            ["kubectl", "--kubeconfig", str(lab.paths.kubeconfig), "apply", "-f", str(manifest)],
+            check=True,
+            capture_output=True,
+        )
+        cut_flows, kept_flows = results(cut), results(kept)
+    finally:
+        for proc in procs:
+            stop(proc)
+        lab.delete([SERVER_ONLY_FROM_B])
+    for name in ("tcp", "udp"):
+        records = cut_flows[name]
+        assert all(r[2] is not None for r in records if r[1] < written - 0.2), name
+        stopped = stop_time(records)
+        assert stopped is not None, f"{name} flow from a was never cut"
+        assert stopped - written < 1.0, f"{name} flow stopped {stopped - written:.3f}s after"
+    assert largest_gap(kept_flows["tcp"]) < 0.25, "the allowed flow had a gap"

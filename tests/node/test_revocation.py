@@ -32,6 +32,7 @@ class FakeConntrack:
     def __init__(self, flows: Iterable[Flow]) -> None:
         self.table = set(flows)
         self.asked: list[frozenset[str]] = []
+        self.tombstones: dict[Flow, int] = {}
 
     def flows(self, addresses: Iterable[str]) -> list[Flow]:
         wanted = frozenset(addresses)
@@ -42,6 +43,14 @@ class FakeConntrack:
         gone = set(flows) & self.table
         self.table -= gone
         return len(gone)
+
+    def neutralise(self, flow: Flow, *, timeout: int) -> bool:
+        """TCP entries become tombstones: no longer live flows."""
+        if flow not in self.table:
+            return False
+        self.table.discard(flow)
+        self.tombstones[flow] = timeout
+        return True
 
 
 def state(*policies: NetworkPolicy) -> ClusterState:
@@ -78,6 +87,7 @@ def test_only_pods_whose_view_changed_are_dumped_and_only_forbidden_flows_go() -
     assert table.asked[-1] == {XA, XB}
     assert set(cut.revoked) == {tcp(YA, XA, 1), tcp(YA, XB, 3)}
     assert table.table == {tcp(XA, YA, 2)}
+    assert set(table.tombstones) == {tcp(YA, XA, 1), tcp(YA, XB, 3)}
     sample = registry.get_sample_value
     assert sample("netpol_revoked_flows_total", {"family": "ipv4", "protocol": "TCP"}) == 2
     assert sample("netpol_revocation_checked_flows_total") == 3 + 3
