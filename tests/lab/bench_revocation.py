@@ -20,8 +20,8 @@ from pathlib import Path
 
 from agent.lab import probe as lab_probe
 from tests.lab.conftest import start_lab
-from tests.lab.flows import Flows, results, stop, stop_time
-from tests.lab.test_windows import SERVER_ONLY_FROM_B, ns, pod, pod_ips
+from tests.lab.flows import results, stop, stop_time
+from tests.lab.test_windows import SERVER_ONLY_FROM_B, revocation_cluster
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,18 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for lab in start_lab(Path(tmp), nodes=2):
-            lab.apply(
-                [
-                    ns("rv"),
-                    pod("rv/server", "node-0", app="server"),
-                    pod("rv/a", "node-1", role="a"),
-                    pod("rv/b", "node-0", role="b"),
-                ]
-            )
-            lab_probe.settled_snapshot(lab.client, lab.topo, timeout=20)
-            target = f"{pod_ips(lab, 'rv')['server']}:7000"
-            flows = Flows(lab.config.name, lab.base)
-            server = flows.serve("rv", "server", 7000)
+            flows, server, target = revocation_cluster(lab)
             latencies: dict[str, list[float]] = {"tcp": [], "udp": []}
             try:
                 for run in range(args.runs):

@@ -85,10 +85,9 @@ SERVER_ONLY_FROM_B = {
 }
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_a_policy_applied_with_kubectl_cuts_established_flows_within_a_second(
-    lab: RunningLab, tmp_path: Path
-) -> None:
+def revocation_cluster(lab: RunningLab) -> tuple[Flows, subprocess.Popen[str], str]:
+    """rv/server (node-0) serving TCP and UDP echo on 7000, rv/a (node-1), rv/b (node-0):
+    the flows helper, the server process, and the server's address:port."""
     lab.apply(
         [
             ns("rv"),
@@ -98,10 +97,15 @@ def test_a_policy_applied_with_kubectl_cuts_established_flows_within_a_second(
         ]
     )
     lab_probe.settled_snapshot(lab.client, lab.topo, timeout=20)
-    ips = pod_ips(lab, "rv")
-    target = f"{ips['server']}:7000"
     flows = Flows(lab.config.name, lab.base)
-    server = flows.serve("rv", "server", 7000)
+    return flows, flows.serve("rv", "server", 7000), f"{pod_ips(lab, 'rv')['server']}:7000"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_a_policy_applied_with_kubectl_cuts_established_flows_within_a_second(
+    lab: RunningLab, tmp_path: Path
+) -> None:
+    flows, server, target = revocation_cluster(lab)
     procs = [server]
     try:
         cut = flows.stream("rv", "a", tcp=target, udp=target, seconds=4.0)
