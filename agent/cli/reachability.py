@@ -19,6 +19,7 @@ from agent.core.errors import InputError
 from agent.core.model import Pod, Protocol
 
 if TYPE_CHECKING:
+    from agent.core.audit import AuditEvaluator
     from agent.core.model import ClusterState
     from agent.core.table import Case, TruthTable
     from agent.manifests.loader import Loaded
@@ -66,6 +67,7 @@ def _port(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from agent.core.audit import findings as audit_findings
     from agent.core.explain import render_explanation
     from agent.manifests.loader import policy_origins
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: pod {pod.key} left out: {_why(pod)}", file=sys.stderr)
     cases = _cases(args, pods)
     evaluator = _evaluator(args.engine, state)
+    auditor = _auditor(state)
     status = 2 if invalid else 0
     if args.explain:
         src, dst = (_endpoint(state, text) for text in args.explain)
@@ -98,15 +101,24 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--engine {args.engine} cannot explain; use --engine reference")
         for port, protocol in cases:
             print(render_explanation(explain(src, dst, port, protocol)), end="")
+            would = auditor.would_drop(src, dst, port, protocol)
+            if would is not None:
+                print(f"audit: {would}")
         return status
     from agent.core.table import compute_table, format_table, table_to_json
 
     table = compute_table(evaluator.allowed, pods, cases)
-    rendered = (
-        json.dumps(table_to_json(table), indent=2) + "\n"
-        if args.output == "json"
-        else format_table(table)
-    )
+    found = audit_findings(auditor, pods, cases)
+    if args.output == "json":
+        data = table_to_json(table)
+        if auditor.active:
+            data["audit"] = [f.as_dict() for f in found]
+        rendered = json.dumps(data, indent=2) + "\n"
+    else:
+        rendered = format_table(table)
+        if auditor.active:
+            rendered += "\naudit: traffic that flows but the audited policies would drop\n"
+            rendered += "".join(f"  {f}\n" for f in found) or "  (none)\n"
     if args.expect:
         return max(status, _check(args.expect, table, rendered))
     print(rendered, end="")
@@ -186,6 +198,19 @@ def _cases(args: argparse.Namespace, pods: list[Pod]) -> list[Case]:
             + "; use --port"
         )
     return cases
+
+
+def _auditor(state: ClusterState) -> AuditEvaluator:
+    from agent.core.audit import AuditEvaluator
+
+    for policy in sorted(state.policies.values(), key=lambda p: p.key):
+        if policy.audit:
+            print(
+                f"note: {policy.key} is audited: it enforces nothing; what it would drop "
+                "is listed under audit",
+                file=sys.stderr,
+            )
+    return AuditEvaluator(state)
 
 
 def _evaluator(engine: str, state: ClusterState) -> Any:

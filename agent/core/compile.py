@@ -129,7 +129,8 @@ class _Compiler:
         self.local = sorted(local, key=lambda p: (p.namespace, p.name, p.uid))
         self.policies: dict[str, list[NetworkPolicy]] = defaultdict(list)
         for policy in sorted(state.policies.values(), key=lambda p: p.key):
-            self.policies[policy.namespace].append(policy)
+            if policy.enforced:  # audited policies isolate nothing (agent.core.audit)
+                self.policies[policy.namespace].append(policy)
         # (local pod uid, direction) -> the policies isolating it, sorted by ns/name.
         self.isolating: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
         for pod in self.local:
@@ -157,6 +158,7 @@ class _Compiler:
             sets=self.setb,
             mark=self.mark,
             connmark=self.options.connmark,
+            policy_chain=lambda policy, d: self.policy_chain(policy, d, family),
         )
         stages: list[tuple[Stage, Contribution]] = [
             (Stage.HEAD, self.head_stage(family)),

@@ -8,6 +8,7 @@ pods). Their order is the contract (docs/rules.md, "The shape"):
     FAST_PATH  flows already allowed (connmark bit) accept               [16]
     HOLD       new-pod hold: -j NPA-HOLD while a pending pod needs it    [14]
     ADMIN      ClusterNetworkPolicy Admin tier                           [15]
+    AUDIT      audited policies log what they would drop, decide nothing  [13]
     VERDICT    NetworkPolicy: isolation gate, set lookups                [16]
     BASELINE   ClusterNetworkPolicy Baseline tier                        [15]
     ALLOWED    allowed packets: set the connmark bit, ACCEPT             [16]
@@ -36,12 +37,12 @@ depend on cluster objects must return them (or a digest) there.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from agent.core import naming
-from agent.core.model import ClusterState, Direction, Family, Pod
+from agent.core.model import ClusterState, Direction, Family, NetworkPolicy, Pod
 from agent.core.ruleset import Chain, Rule
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Stage(enum.Enum):
     FAST_PATH = "fast-path"
     HOLD = "hold"
     ADMIN = "admin"
+    AUDIT = "audit"  # audited policies: log what they would drop, decide nothing [13]
     VERDICT = "verdict"
     BASELINE = "baseline"
     ALLOWED = "allowed"
@@ -62,6 +64,10 @@ class Stage(enum.Enum):
 
 STAGE_ORDER: tuple[Stage, ...] = tuple(Stage)
 TOP_CHAINS = (naming.TOP_FORWARD, naming.TOP_INPUT, naming.TOP_OUTPUT)
+
+
+def _no_policy_chain(policy: NetworkPolicy, direction: Direction) -> str | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +81,8 @@ class LayoutContext:
     sets: SetBuilder  # creates ipsets on first use (named by what selects, never members)
     mark: int  # the packet mark bit (one bit, always used with its mask)
     connmark: int  # the fast-path connmark bit
+    # The chain that sets `mark` on what a policy allows in a direction (None: nothing).
+    policy_chain: Callable[[NetworkPolicy, Direction], str | None] = _no_policy_chain
 
     def drop_chain(self, direction: Direction) -> str:
         """The drop path of a direction: extension drop rules, counting, DROP/REJECT."""

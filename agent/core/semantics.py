@@ -72,7 +72,10 @@ class ReferenceEvaluator:
         # "Pods with hostNetwork, without an IP, or in phase Succeeded/Failed are
         # neither targets nor peers."
         self.pods = {uid: p for uid, p in state.pods.items() if p.is_networked}
-        self.policies = sorted(state.policies.values(), key=lambda p: p.key)
+        # Audited policies enforce nothing (agent.core.audit evaluates them apart).
+        self.policies = sorted(
+            (p for p in state.policies.values() if p.enforced), key=lambda p: p.key
+        )
         self._isolating: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
         self._peer_pods: dict[PeerKey, frozenset[str]] = {}
         ns_labels = {

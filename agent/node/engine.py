@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.core.auditlogging import AuditLogging
 from agent.core.compile import CompileOptions
 from agent.core.droplogging import DropLogging
 from agent.core.errors import DataplaneError, HostCheckError
@@ -143,8 +144,12 @@ class NodeCompiler:
 
 
 def compiler_for(settings: Settings, *, drop_events: bool = True) -> NodeCompiler:
-    logging = (
-        (DropLogging(settings.nflog_group, settings.drop_log_rate, settings.drop_log_burst),)
+    rate, burst = settings.drop_log_rate, settings.drop_log_burst
+    logs = (
+        (
+            DropLogging(settings.nflog_group, rate, burst),
+            AuditLogging(settings.nflog_group, rate, burst),
+        )
         if drop_events and settings.nflog_group >= 0
         else ()
     )
@@ -153,7 +158,7 @@ def compiler_for(settings: Settings, *, drop_events: bool = True) -> NodeCompile
         connmark_bit=settings.connmark_bit,
         drop_action=settings.drop_action,
         allow_cidrs=settings.allow_cidrs,
-        extensions=logging,
+        extensions=logs,
     )
     options.validate()
     return NodeCompiler(node=settings.node_name, options=options)
