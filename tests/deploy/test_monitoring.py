@@ -18,6 +18,7 @@ import promql_parser
 import pytest
 from prometheus_client import CollectorRegistry
 
+from agent.node.droplog import DropMetrics
 from agent.node.metrics import DropCount, Metrics, StateCollector, StateView
 from tests.deploy.support import DEPLOY, Doc, find, render
 
@@ -27,6 +28,7 @@ NAME = re.compile(r"\b(netpol_[a-z0-9_]+)\b")
 def exported_series() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
+    DropMetrics(registry)
     drops = [DropCount(namespace="x", pod="a", direction="ingress", packets=1, bytes=60)]
     registry.register(StateCollector(lambda: StateView(), lambda: drops))
     names: set[str] = set()
