@@ -85,6 +85,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_false",
         help="do not start netpol-agent on the nodes (networking only, nothing enforced)",
     )
+    up.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus (Debian's) scraping every agent as deploy/monitoring's "
+        "ServiceMonitor does, with its PrometheusRule alerts; lab status prints its address",
+    )
+    up.add_argument(
+        "--prometheus-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="its scrape and rule evaluation interval (default 1)",
+    )
+    up.add_argument(
+        "--alert-for",
+        default="",
+        metavar="DURATION",
+        help="replace every alert's `for:` (e.g. 5s) so alerts fire quickly in the lab",
+    )
     up.set_defaults(func=_up)
 
     down = sub.add_parser("down", help="remove the lab: processes, namespaces, links, files")
@@ -181,6 +200,9 @@ def _up(args: argparse.Namespace) -> int:
         agents=args.agents,
         image=args.image,
         manifest=str(args.manifest.resolve()) if args.manifest else None,
+        prometheus=args.prometheus,
+        prometheus_interval=args.prometheus_interval,
+        alert_for=args.alert_for,
     )
     objects = load_objects(args.files) if args.files else []
     start = time.monotonic()
@@ -236,6 +258,10 @@ def _status(args: argparse.Namespace) -> int:
     client = ApiClient.from_kubeconfig(paths.kubeconfig)
     _, rv = client.list("/api/v1/namespaces")
     print(f"lab {config.name}: kubeconfig {paths.kubeconfig}; resourceVersion {rv}")
+    if config.prometheus:
+        from agent.lab.prometheus import address
+
+        print(f"prometheus: {address(paths) or 'not running'}")
     states = agent_states(topo) if config.agents else {}
     print("NODE\tNAMESPACE\tADDRESS\tPODCIDR\tAGENT")
     for node in topo.nodes:

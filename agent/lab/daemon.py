@@ -30,6 +30,7 @@ from agent.lab.client import ApiClient, ApiStatusError
 from agent.lab.kubelet import Kubelet
 from agent.lab.netsock import ListenerServer
 from agent.lab.probe import agent_states
+from agent.lab.prometheus import LabPrometheus
 from agent.lab.relay import Relay
 from agent.lab.scheduler import PodWatcher
 from agent.lab.state import LabConfig, LabPaths, read_json, write_json, write_pid
@@ -147,6 +148,15 @@ class Lab:
             supervisor.start()
             self._stops.append(supervisor.stop)
             self._wait_agents(supervisor, timeout=READY_TIMEOUT)
+        if self.config.prometheus:
+            prom = LabPrometheus(
+                topo=self.topo,
+                paths=self.paths,
+                interval=self.config.prometheus_interval,
+                alert_for=self.config.alert_for,
+            )
+            self._stops.append(prom.stop)
+            prom.start()
         timings["ready_s"] = time.monotonic() - t0
         return timings
 

@@ -6,7 +6,9 @@ node namespaces (the way kind's control plane sits on the docker network). The
 second listener is a plain TCP relay to the first: it knows nothing about HTTP,
 so watches, chunked streams and any server implementation pass unchanged, and
 no interface of the lab is ever linked to the host's own namespace (only a
-socket of this process is).
+socket of this process is). The other way round, a relay listening on the
+host's 127.0.0.1 makes the lab's Prometheus (127.0.0.1:9090 inside the
+underlay namespace, `lab up --prometheus`) reachable from the host.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ log = logging.getLogger(__name__)
 
 
 class Relay:
-    def __init__(self, *, netns: str, listen: tuple[str, int], target: tuple[str, int]) -> None:
+    """Listen in `netns` (None: here), connect each client to `target` in `target_netns`."""
+
+    def __init__(
+        self,
+        *,
+        netns: str | None,
+        listen: tuple[str, int],
+        target: tuple[str, int],
+        target_netns: str | None = None,
+    ) -> None:
         self.target = target
+        self.target_netns = target_netns
         self._sock = open_socket(netns, Family.V4, Protocol.TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(listen)
@@ -42,10 +54,13 @@ class Relay:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        upstream = open_socket(self.target_netns, Family.V4, Protocol.TCP)
         try:
-            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(5)
+            upstream.connect(self.target)
         except OSError as exc:
-            log.warning("relay: cannot reach the API server at %s: %s", self.target, exc)
+            log.warning("relay: cannot reach %s: %s", self.target, exc)
+            upstream.close()
             conn.close()
             return
         upstream.settimeout(None)
@@ -55,6 +70,10 @@ class Relay:
         back.join()
         conn.close()
         upstream.close()
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
 
     def close(self) -> None:
         self._stop.set()

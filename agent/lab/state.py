@@ -41,6 +41,9 @@ class LabConfig:
     agent_args: tuple[str, ...] = ()
     image: str | None = None  # run each agent as this container image (podman)
     manifest: str | None = None  # the DaemonSet (YAML file or kustomization dir) for --image
+    prometheus: bool = False  # a real Prometheus scraping the agents (agent.lab.prometheus)
+    prometheus_interval: float = 1.0  # its scrape and rule evaluation interval, seconds
+    alert_for: str = ""  # replaces every alert's `for:` (e.g. 5s); "" keeps the manifest's
 
     def topology(self) -> Topology:
         return plan(self.name, nodes=self.nodes, ipv6=self.ipv6, overlay=self.overlay)
