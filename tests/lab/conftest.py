@@ -7,6 +7,8 @@ state directory under pytest's tmp dir; `lab down` runs in a finalizer.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,19 @@ class RunningLab:
             recheck=lab_probe.engine_verdict(snap.state),
         )
         return table, lab_probe.compare(table, snap.state, pods, chosen)
+
+    def cli(self, *args: str) -> str:
+        """`netpol-agent lab ARGS --name <this lab> --state-dir <its base>`; its stdout."""
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "lab", *args, "--name", self.config.name,
+             "--state-dir", str(self.base)],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )  # fmt: skip
+        return done.stdout
 
     def cell(self, table: TruthTable, src: str, dst: str, case: Case = (80, Protocol.TCP)) -> bool:
         block = table.block(*case)

@@ -10,8 +10,6 @@ no event may name a pair the table shows open.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,6 @@ from tests.lab.conftest import RunningLab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "001-deny-all-ingress"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def drop_keys(events: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
@@ -61,26 +58,7 @@ def test_probe_against_default_deny_gives_exactly_the_blocked_pairs(lab: Running
         assert all(e["count"] >= 1 and e["first"] <= e["last"] for e in events)
 
         # the CLI prints the same, one JSON object per line with the documented keys
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "agent",
-                "lab",
-                "drops",
-                "--name",
-                lab.config.name,
-                "--state-dir",
-                str(lab.base),
-                "-o",
-                "json",
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
+        out = lab.cli("drops", "-o", "json")
         lines = [json.loads(line) for line in out.splitlines()]
         lines = [line for line in lines if line["action"] == "drop"]
         assert lines and all(list(line) == list(drops.KEYS) for line in lines)

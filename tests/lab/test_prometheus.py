@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -29,8 +27,7 @@ from agent.lab.state import alive_pid
 from tests.lab.conftest import RunningLab, start_lab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "001-deny-all-ingress"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "001-deny-all-ingress"
 
 
 @pytest.fixture(scope="module")
@@ -59,24 +56,7 @@ def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
 def test_series_per_node_and_the_agent_down_alert(prom_lab: RunningLab) -> None:
     url = prometheus.address(prom_lab.paths)
     assert url is not None and url.startswith("http://127.0.0.1:")
-    status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent",
-            "lab",
-            "status",
-            "--name",
-            prom_lab.config.name,
-            "--state-dir",
-            str(prom_lab.base),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    status = prom_lab.cli("status")
     assert f"prometheus: {url}" in status
     objects = load_objects([EXAMPLE])
     prom_lab.apply(objects)
