@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
@@ -37,10 +38,20 @@ TOOL_GROUPS = ("kustomize.config.k8s.io/", "kind.x-k8s.io/")
 Doc = dict[str, Any]
 
 
+HELM_CHART = DEPLOY / "helm" / "netpol-agent"
+
+
 def yaml_files(*roots: Path) -> list[Path]:
+    """The YAML files under `roots`, but not Helm templates (YAML only once rendered)."""
     files: list[Path] = []
     for root in roots:
-        files.extend(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+        files.extend(
+            p
+            for p in root.rglob("*")
+            if p.suffix in (".yaml", ".yml")
+            and p.is_file()
+            and not p.is_relative_to(HELM_CHART / "templates")
+        )
     return sorted(files)
 
 
@@ -100,3 +111,23 @@ def find(docs: list[Doc], kind: str, name: str | None = None) -> Doc:
 def containers(pod_spec: Doc) -> Iterator[Doc]:
     yield from pod_spec.get("initContainers", [])
     yield from pod_spec.get("containers", [])
+
+
+KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
+
+
+def validate(doc: Doc, where: str) -> None:
+    """Fail naming the object and field unless `doc` is valid for every supported version."""
+    if str(doc["apiVersion"]).startswith(CRD_GROUPS):
+        return
+    name = f"{doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"
+    for version in KUBERNETES_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(
+                f"{where}: {name} invalid for Kubernetes {version} at {path}: {exc.message}"
+            )
+        except kubernetes_validate.SchemaNotFoundError:
+            pytest.fail(f"{where}: {name}: no schema for {doc['apiVersion']} {doc['kind']}")

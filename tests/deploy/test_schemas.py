@@ -10,39 +10,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
 from tests.deploy.support import (
-    CRD_GROUPS,
     DEPLOY,
     EXAMPLES,
     KUSTOMIZATIONS,
     REPO,
-    Doc,
     is_kubernetes_object,
     load_docs,
     render,
+    validate,
     yaml_files,
 )
-
-KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
-
-
-def _validate(doc: Doc, where: str) -> None:
-    if str(doc["apiVersion"]).startswith(CRD_GROUPS):
-        return
-    name = f"{doc['kind']}/{doc.get('metadata', {}).get('name', '?')}"
-    for version in KUBERNETES_VERSIONS:
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(p) for p in exc.path)
-            pytest.fail(
-                f"{where}: {name} invalid for Kubernetes {version} at {path}: {exc.message}"
-            )
-        except kubernetes_validate.SchemaNotFoundError:
-            pytest.fail(f"{where}: {name}: no schema for {doc['apiVersion']} {doc['kind']}")
 
 
 def _manifest_files() -> list[Path]:
@@ -58,7 +38,7 @@ def test_there_are_manifests_to_check() -> None:
 def test_manifest_file_validates(path: Path) -> None:
     docs = [d for d in load_docs(path) if is_kubernetes_object(d)]
     for doc in docs:
-        _validate(doc, str(path.relative_to(REPO)))
+        validate(doc, str(path.relative_to(REPO)))
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
@@ -66,7 +46,7 @@ def test_kustomization_renders_valid_objects(directory: str) -> None:
     docs = render(directory)
     assert docs, f"{directory} rendered nothing"
     for doc in docs:
-        _validate(doc, f"kubectl kustomize {directory}")
+        validate(doc, f"kubectl kustomize {directory}")
 
 
 def test_every_kustomization_is_tested() -> None:

@@ -46,6 +46,11 @@ def test_image_label_and_tags_carry_the_version() -> None:
         assert tags == {"netpol-agent": __version__}, kustomization
 
 
+def test_chart_version_and_app_version_are_the_version() -> None:
+    chart = yaml.safe_load((DEPLOY / "helm" / "netpol-agent" / "Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == __version__
+
+
 def test_changelog_has_this_version_and_names_the_first_release() -> None:
     text = (REPO / "CHANGELOG.md").read_text(encoding="utf-8")
     versions = re.findall(r"^## (\d+\.\d+\.\d+)", text, flags=re.MULTILINE)
