@@ -9,6 +9,8 @@ is reused), listeners on every declared containerPort, and a status written
 through the status subresource. hostNetwork pods get listeners in the node
 namespace and the node's address. Each kubelet works through its own queue in
 its own thread, so pods of one node are set up in the order they arrive.
+Annotations `lab.netpol-agent.io/start-delay-ms` and `.../status-delay-ms` make a
+pod start (and report its IP) late, like a real kubelet.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import logging
 import queue
 import threading
+import time
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +35,19 @@ from agent.lab.topology import NodeSpec, Topology, add_netns, ip_batch
 
 log = logging.getLogger(__name__)
 MAX_SLOTS = 240
+# A real kubelet takes a while to create a pod's sandbox, and writes its IP to the API
+# later still; these annotations make a lab pod do the same (milliseconds, at most 10 s;
+# the node's other pods wait meanwhile), e.g. to test the agent's new-pod hold.
+START_DELAY = "lab.netpol-agent.io/start-delay-ms"  # before the network is set up
+STATUS_DELAY = "lab.netpol-agent.io/status-delay-ms"  # network up, IP not yet written
+
+
+def _delay(pod: JSON, annotation: str) -> float:
+    value = ((pod.get("metadata") or {}).get("annotations") or {}).get(annotation)
+    try:
+        return min(max(int(str(value)), 0), 10_000) / 1000 if value is not None else 0.0
+    except ValueError:
+        return 0.0
 
 
 class StatusWriter(typing.Protocol):
@@ -162,8 +178,10 @@ class Kubelet:
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             return
+        time.sleep(_delay(pod, START_DELAY))
         net = self._setup(pod)
         self._pods[uid] = net
+        time.sleep(_delay(pod, STATUS_DELAY))
         self._write_status(pod, net)
 
     def _setup(self, pod: JSON) -> PodNet:

@@ -30,9 +30,17 @@ from agent.kube.api import ApiSource, JsonDict, Kind
 from agent.kube.watching import Decoder, Watcher
 from agent.node.droplog import DropLog, DropMetrics, DropWatcher, Reader
 from agent.node.health import HealthServer
+from agent.node.hold import Hold, HoldingCompiler, HoldMetrics
 from agent.node.metrics import DropCount, Metrics, StateCollector
 from agent.node.pacing import Backoff, Clock, Pacer, SystemClock
-from agent.node.reconcile import AfterApply, Compiler, Dataplane, Reconciler, RulesetStats
+from agent.node.reconcile import (
+    AfterApply,
+    Compiler,
+    Dataplane,
+    Reconciler,
+    RulesetStats,
+    StatefulCompiler,
+)
 from agent.node.revocation import ConntrackTable, RevocationMetrics, Revoker
 from agent.node.settings import Settings
 from agent.node.state import Store
@@ -73,6 +81,13 @@ class Agent:
             )
         self.store = Store(clock=self.clock.monotonic)
         steps: list[AfterApply] = []
+        self.hold: Hold | None = None
+        if s.new_pods == "hold" and isinstance(self.compiler, StatefulCompiler):
+            self.hold = Hold(
+                node=s.node_name, dataplane=self.dataplane, metrics=HoldMetrics(self.registry)
+            )
+            self.compiler = HoldingCompiler(self.compiler, self.hold)
+            steps.append(self.hold.after_apply)
         self.revoker: Revoker | None = None
         if s.revoke_established and self.conntrack is not None:
             self.revoker = Revoker(

@@ -21,6 +21,7 @@ from agent.core.auditlogging import AuditLogging
 from agent.core.compile import CompileOptions
 from agent.core.droplogging import DropLogging
 from agent.core.errors import DataplaneError, HostCheckError
+from agent.core.hold import NewPodHold
 from agent.core.incremental import IncrementalCompiler
 from agent.core.model import ClusterState
 from agent.core.ruleset import Ruleset
@@ -153,12 +154,13 @@ def compiler_for(settings: Settings, *, drop_events: bool = True) -> NodeCompile
         if drop_events and settings.nflog_group >= 0
         else ()
     )
+    hold = (NewPodHold(settings.node_name),) if settings.new_pods == "hold" else ()
     options = CompileOptions(
         mark_bit=settings.mark_bit,
         connmark_bit=settings.connmark_bit,
         drop_action=settings.drop_action,
         allow_cidrs=settings.allow_cidrs,
-        extensions=logs,
+        extensions=(*logs, *hold),
     )
     options.validate()
     return NodeCompiler(node=settings.node_name, options=options)

@@ -68,9 +68,16 @@ class Dataplane(Protocol):
 RulesetStats = Callable[[Any], dict[str, int]]  # ruleset -> chains/rules/ipsets/ipset_entries
 
 # Steps run after each successful apply, in order, with the state and the ruleset applied
-# (the new-pod hold's commit, revocation of flows no longer allowed). A step that raises is
-# logged and counted (netpol_sync_failures{phase="after_apply"}); the sync stays a success.
+# (the new-pod hold's commit, revocation of flows no longer allowed). A step that applied a
+# newer ruleset returns it as `Reapplied(ruleset)`; the next steps get that one. A step that
+# raises is logged and counted (netpol_sync_failures{phase="after_apply"}); the sync stays a
+# success.
 AfterApply = Callable[[ClusterState, Any], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Reapplied:
+    ruleset: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +223,9 @@ class Reconciler:
     def _after_apply(self, state: ClusterState, ruleset: Any) -> None:
         for step in self.after_apply:
             try:
-                step(state, ruleset)
+                out = step(state, ruleset)
+                if isinstance(out, Reapplied):
+                    ruleset = out.ruleset
             except Exception as exc:
                 self.metrics.sync_failures.labels("after_apply").inc()
                 log.error(

@@ -8,16 +8,20 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent.core.model import Family, Protocol
 from agent.lab import probe as lab_probe
+from agent.lab.netsock import open_socket
 from tests.lab.conftest import RunningLab
 from tests.lab.flows import Flows, largest_gap, results, stop, stop_time
 from tests.lab.podspecs import pod_dict
+from tests.lab.test_lab import policy
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 
@@ -132,3 +136,94 @@ def test_a_policy_applied_with_kubectl_cuts_established_flows_within_a_second(
         assert stopped is not None, f"{name} flow from a was never cut"
         assert stopped - written < 1.0, f"{name} flow stopped {stopped - written:.3f}s after"
     assert largest_gap(kept_flows["tcp"]) < 0.25, "the allowed flow had a gap"
+
+
+class Hammer:
+    """Opens TCP connections from a pod's namespace to one address every few ms, from
+    before the destination exists; remembers when each attempt that connected started."""
+
+    def __init__(self, netns: str, address: str, port: int = 80) -> None:
+        self.netns, self.address, self.port = netns, address, port
+        self.connected: list[float] = []
+        self.attempts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            sock = open_socket(self.netns, Family.V4, Protocol.TCP)
+            sock.settimeout(0.05)
+            started = time.time()
+            try:
+                if sock.connect_ex((self.address, self.port)) == 0:
+                    self.connected.append(started)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+            self.attempts += 1
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def test_a_new_pod_is_unreachable_until_the_agent_programmed_it(lab: RunningLab) -> None:
+    """The new pod's network is up 0.5 s before the kubelet reports its IP (as a real
+    kubelet does); a friend allowed by policy and a stranger hammer its predictable
+    address from the start. Nothing connects before the agent's sync that programs the
+    pod; the friend connects right after it, the stranger never."""
+    lab.apply(
+        [
+            ns("hd"),
+            policy("hd", "deny", {"podSelector": {}, "policyTypes": ["Ingress"]}),
+            policy(
+                "hd",
+                "from-friends",
+                {
+                    "podSelector": {"matchLabels": {"app": "new"}},
+                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "friend"}}}]}],
+                },
+            ),
+            pod("hd/friend", "node-1", role="friend"),
+            pod("hd/stranger", "node-1", role="stranger"),
+        ]
+    )
+    snap = lab_probe.settled_snapshot(lab.client, lab.topo, timeout=20)
+    lab_probe.wait_converged(lab.topo, snap.resource_version, timeout=20)
+    node0 = lab.topo.node("node-0")
+    used = {p.ips[0] for p in snap.state.pods.values() if p.node == "node-0" and p.ips}
+    slot = next(i for i in range(240) if node0.pod_ip(i) not in used)
+    address = node0.pod_ip(slot)  # the lab kubelet takes the lowest free slot
+    netns = {p.name: lab_probe.netns_of(lab.topo, p) for p in snap.state.pods.values()}
+    friend = Hammer(netns["friend"], address)
+    stranger = Hammer(netns["stranger"], address)
+    new = pod("hd/new", "node-0", app="new")
+    new["metadata"]["annotations"] = {
+        "lab.netpol-agent.io/start-delay-ms": "300",
+        "lab.netpol-agent.io/status-delay-ms": "500",
+    }
+    try:
+        lab.apply([new])
+        ip_seen = None
+        deadline = time.time() + 20
+        while ip_seen is None and time.time() < deadline:
+            status = lab.client.get("/api/v1/namespaces/hd/pods/new").get("status") or {}
+            if status.get("podIP"):
+                ip_seen = time.time()
+                assert status["podIP"] == address
+            time.sleep(0.01)
+        assert ip_seen is not None
+        time.sleep(1.5)
+    finally:
+        friend.stop()
+        stranger.stop()
+        lab.delete([new])
+    assert friend.attempts > 50 and stranger.attempts > 20
+    assert stranger.connected == []
+    assert friend.connected, "the friend never got through"
+    first = min(friend.connected)
+    assert first > ip_seen - 0.05, f"connected {ip_seen - first:.3f}s before the IP was known"
+    assert first - ip_seen < 1.0, f"allowed traffic only {first - ip_seen:.3f}s after"
