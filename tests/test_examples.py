@@ -112,12 +112,6 @@ def test_policies_are_valid(example: Path) -> None:
 def test_reachability_matches_hand_derived_table(
     example: Path, engine: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if engine == "ruleset" and example.name.startswith("cnp-"):
-        # Until the compiler has the tiers, the ruleset engine refuses (never a wrong table).
-        code = main(["reachability", "--engine", engine, "-f", str(example)])
-        assert code == 2
-        assert "does not compile ClusterNetworkPolicies yet" in capsys.readouterr().err
-        return
     expected = str(example / "expected.txt")
     code = main(["reachability", "--engine", engine, "-f", str(example), "--expect", expected])
     out, err = capsys.readouterr()

@@ -215,11 +215,6 @@ def _auditor(state: ClusterState) -> AuditEvaluator:
 
 def _evaluator(engine: str, state: ClusterState) -> Any:
     if engine == "ruleset":
-        if state.cluster_policies:
-            raise InputError(
-                "--engine ruleset does not compile ClusterNetworkPolicies yet; "
-                "use --engine reference"
-            )
         try:
             from agent.core.trace import RulesetEvaluator  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:

@@ -41,6 +41,7 @@ from agent.core.model import (
     Protocol,
 )
 from agent.core.podindex import PodIndex
+from agent.core.policyapi.cnpmodel import Tier
 from agent.core.ruleset import (
     ACCEPT,
     DROP,
@@ -57,6 +58,9 @@ from agent.core.ruleset import (
     jump,
 )
 from agent.core.selectors import selector_matches
+
+# Importing tierchains also registers the ClusterNetworkPolicy tiers (BUILTIN_EXTENSIONS).
+from agent.core.tierchains import ADMIN_ACCEPTED, ADMIN_BITS
 
 KUBE_PROXY_BITS = (14, 15)  # 0x4000 masquerade, 0x8000 drop
 ND_TYPES = (133, 134, 135, 136)  # ICMPv6 router/neighbour solicitation/advertisement
@@ -96,6 +100,9 @@ class CompileOptions:
             out.append(f"connmark bit {self.connmark_bit}: kube-proxy uses 0x4000 and 0x8000")
         elif self.connmark_bit == self.mark_bit:
             out.append(f"connmark bit {self.connmark_bit}: the packet mark bit is the same")
+        for name, bit in (("mark", self.mark_bit), ("connmark", self.connmark_bit)):
+            if (1 << bit) & ADMIN_BITS:
+                out.append(f"{name} bit {bit}: the ClusterNetworkPolicy Admin tier uses 23 and 24")
         if self.drop_action not in ("drop", "reject"):
             out.append(f"drop action {self.drop_action!r}: must be drop or reject")
         for cidr in self.allow_cidrs:
@@ -230,6 +237,8 @@ class _Compiler:
         dispatch: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
         self.dropped: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
         drop = self.drop_target(family)
+        # ClusterNetworkPolicy: a direction the Admin tier accepted skips its NetworkPolicies.
+        admin = any(p.tier is Tier.ADMIN for p in self.state.cluster_policies.values())
         for pod in self.local:
             ips = pod.ips_of(family)
             for d in (Direction.EGRESS, Direction.INGRESS):
@@ -241,7 +250,9 @@ class _Compiler:
                 for ip in ips:
                     host = _host(ip)
                     src, dst = (host, None) if d is Direction.EGRESS else (None, host)
-                    dispatch[d].append(Rule(jump(chain), comment=text, src=src, dst=dst))
+                    bit = ADMIN_ACCEPTED[d]
+                    gate = MarkMatch(bit, bit, negate=True) if admin else None
+                    dispatch[d].append(Rule(jump(chain), comment=text, src=src, dst=dst, mark=gate))
                     who = naming.comment(pod.key)
                     self.dropped[d].append(Rule(drop, comment=who, src=src, dst=dst))
         self.dispatched = bool(dispatch[Direction.EGRESS] or dispatch[Direction.INGRESS])

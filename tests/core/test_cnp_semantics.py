@@ -26,6 +26,7 @@ from agent.core.explain import render_explanation
 from agent.core.model import Family, Labels, Namespace, NetworkPolicy, Node, Pod, Protocol
 from agent.core.policyapi.cnpmodel import ClusterNetworkPolicy
 from agent.core.semantics import ReferenceEvaluator
+from agent.core.trace import RulesetEvaluator
 from tests.builders import cnp_rule, make_cnp, make_ns, make_pod, make_policy, make_state, sel
 from tests.core.test_semantics import PODS as NP_PODS
 
@@ -794,12 +795,14 @@ CASES: list[tuple[str, tuple[Item, ...], str, str, int, Protocol, Family | None,
 ]
 
 
+@pytest.mark.parametrize("engine", ["reference", "ruleset"])
 @pytest.mark.parametrize(
     ("objects", "src", "dst", "port", "protocol", "family", "expected"),
     [c[1:] for c in CASES],
     ids=[c[0] for c in CASES],
 )
 def test_tiers(
+    engine: str,
     objects: tuple[Item, ...],
     src: str,
     dst: str,
@@ -808,9 +811,16 @@ def test_tiers(
     family: Family | None,
     expected: bool,
 ) -> None:
-    evaluator = ReferenceEvaluator(make_state(*BASE, *objects))
+    state = make_state(*BASE, *objects)
     s: Pod | str = PODS[src] if "/" in src else src
     d: Pod | str = PODS[dst] if "/" in dst else dst
+    if engine == "ruleset":  # the compiled tiers, traced through every node's ruleset
+        rules = RulesetEvaluator(state)
+        got = rules.allowed(s, d, port, protocol, family=family)
+        traces = rules.traces(s, d, port, protocol, family=family) or []
+        assert got is expected, "\n".join(f"[{node}] {t}" for node, t in traces)
+        return
+    evaluator = ReferenceEvaluator(state)
     explanation = evaluator.explain(s, d, port, protocol, family=family)
     assert explanation.allowed is expected, render_explanation(explanation)
     # The memoized fast path (truth tables) answers the same.

@@ -27,6 +27,11 @@ from tests.dataplane.strategies import EXTRA_SOURCES, PORTS, cluster_st
 )
 @given(cluster_st(), st.sampled_from([None, Family.V4, Family.V6]))
 def test_ruleset_agrees_with_reference(state: ClusterState, family: Family | None) -> None:
+    assert_engines_agree(state, family)
+
+
+def assert_engines_agree(state: ClusterState, family: Family | None) -> None:
+    """Every (source, destination, port, protocol): the tracer's verdict is the reference's."""
     ref = ReferenceEvaluator(state)
     rules = RulesetEvaluator(state)
     pods = sorted(state.pods.values(), key=lambda p: p.key)
