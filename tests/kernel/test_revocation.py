@@ -23,7 +23,7 @@ import pytest
 from agent.core.compile import CompileOptions, compile_ruleset
 from agent.core.model import ClusterState, Family, NetworkPolicy, Node, Protocol
 from agent.core.revoke import Flow
-from agent.dataplane.conntrack import TCP_SYN_SENT, Conntrack
+from agent.dataplane.conntrack import MAX_FILTERED_DUMPS, TCP_SYN_SENT, Conntrack, scan
 from agent.node.revocation import Revoker
 from agent.sandbox.setns import inside
 from agent.sandbox.sockets import echo_ok, open_tcp
@@ -188,6 +188,22 @@ def test_the_conntrack_level_both_families_tcp_udp_sctp_and_dnat(agent_ns: str) 
     assert "10.244.0.12" not in result.changed  # y/a's view did not change
 
 
+def test_one_unfiltered_dump_finds_what_the_filtered_dumps_find(agent_ns: str) -> None:
+    addresses = {"10.244.0.10", "10.244.0.11", "fd00:10:244::a", "fd00:10:244::c"}
+    with inside(agent_ns):
+        ct = Conntrack()
+        for entry in ENTRIES:
+            ct.add(entry)
+        filtered = set(ct.flows(addresses))
+        scanned = set(scan(addresses))
+        many = {f"10.244.9.{i}" for i in range(MAX_FILTERED_DUMPS)} | addresses
+        by_scan = set(ct.flows(many))  # past MAX_FILTERED_DUMPS addresses: one scan
+        ct.close()
+    assert by_scan == filtered
+    assert scanned == filtered
+    assert {f for f in ENTRIES if f.src in addresses or f.reply_src in addresses} == filtered
+
+
 def test_a_table_of_100000_unrelated_entries_costs_only_the_filtered_dumps(agent_ns: str) -> None:
     before, after = _state(), _state(DENY_X)
     options = CompileOptions()
@@ -207,7 +223,14 @@ def test_a_table_of_100000_unrelated_entries_costs_only_the_filtered_dumps(agent
     assert result is not None
     assert set(result.revoked) == set(CUT)
     assert count == 100_000 + len(ENTRIES) - len([f for f in CUT if f.protocol is not TCP])
+    with inside(agent_ns):
+        start = time.monotonic()
+        scanned = scan({"10.244.0.10", "10.244.0.11", "10.244.0.12"})
+        scan_seconds = time.monotonic() - start
+    gone = {f for f in CUT if f.protocol is not TCP}
+    assert set(scanned) == {f for f in ENTRIES if f.family is Family.V4} - gone
     print(
+        f"\none unfiltered dump of 100,000 + entries (scan): {scan_seconds * 1000:.0f} ms"
         f"\n100,000 unrelated entries (made in {filled:.2f}s): revocation pass "
         f"{result.seconds * 1000:.0f} ms for {len(result.changed)} changed addresses, "
         f"{result.checked} entries checked, {len(result.revoked)} deleted"
