@@ -41,6 +41,7 @@ RESOURCES = (
     "/api/v1/pods",
     "/apis/networking.k8s.io/v1/networkpolicies",
     "/api/v1/nodes",
+    "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
 )
 
 
@@ -62,9 +63,12 @@ def snapshot(client: ApiClient) -> Snapshot:
     newest = 0
     for path in RESOURCES:
         items, rv = client.list(path)
-        kind = {"namespaces": "Namespace", "pods": "Pod", "nodes": "Node"}.get(
-            path.rsplit("/", 1)[1], "NetworkPolicy"
-        )
+        kind = {
+            "namespaces": "Namespace",
+            "pods": "Pod",
+            "nodes": "Node",
+            "clusternetworkpolicies": "ClusterNetworkPolicy",
+        }.get(path.rsplit("/", 1)[1], "NetworkPolicy")
         objects += [{"kind": kind, **item} for item in items]
         newest = max(newest, int(rv or 0))
     return Snapshot(tuple(objects), state_from_dicts(objects), newest)
