@@ -74,13 +74,22 @@ def tier_chain(tier: Tier, direction: Direction) -> str:
     return f"{naming.CHAIN_PREFIX}{tier.value.upper()}-{direction.value.upper()}"
 
 
-def isolated_by_network_policy(state: ClusterState, pod: Pod, direction: Direction) -> bool:
-    """Does a NetworkPolicy with this policyType select the pod (then Baseline is not asked)?"""
-    return any(
-        p.namespace == pod.namespace
-        and direction in p.policy_types
-        and selector_matches(p.pod_selector, pod.labels)
-        for p in state.policies.values()
+def isolated_by_network_policy(
+    state: ClusterState, pods: Sequence[Pod], direction: Direction
+) -> frozenset[str]:
+    """The UIDs of `pods` a NetworkPolicy with this policyType selects (Baseline is not
+    asked for them), looking only at the policies of each pod's namespace."""
+    by_namespace: dict[str, list[NetworkPolicy]] = {}
+    for policy in state.policies.values():
+        if direction in policy.policy_types:
+            by_namespace.setdefault(policy.namespace, []).append(policy)
+    return frozenset(
+        pod.uid
+        for pod in pods
+        if any(
+            selector_matches(p.pod_selector, pod.labels)
+            for p in by_namespace.get(pod.namespace, ())
+        )
     )
 
 
@@ -139,6 +148,11 @@ class _TierChain:
     def __init__(self, ctx: LayoutContext, tier: Tier, direction: Direction) -> None:
         self.ctx, self.tier, self.direction = ctx, tier, direction
         self.subject_way, self.peer_way = _WAY[direction]
+        self.isolated = (
+            isolated_by_network_policy(ctx.state, ctx.local, direction)
+            if tier is Tier.BASELINE
+            else frozenset()
+        )
 
     def build(self, policies: Sequence[ClusterNetworkPolicy]) -> Chain | None:
         body: list[Rule] = []
@@ -206,11 +220,8 @@ class _TierChain:
         members = {
             ip
             for pod in self.ctx.local
-            if subject_selects(policy, pod, state.namespace_labels(pod.namespace))
-            and not (
-                self.tier is Tier.BASELINE
-                and isolated_by_network_policy(state, pod, self.direction)
-            )
+            if pod.uid not in self.isolated
+            and subject_selects(policy, pod, state.namespace_labels(pod.namespace))
             for ip in pod.ips_of(family)
         }
         what = f"subject of {self.tier.value} ClusterNetworkPolicy {policy.name}"
