@@ -131,11 +131,14 @@ def test_a_policy_applied_with_kubectl_cuts_established_flows_within_a_second(
         lab.delete([SERVER_ONLY_FROM_B])
     for name in ("tcp", "udp"):
         records = cut_flows[name]
-        assert all(r[2] is not None for r in records if r[1] < written - 0.2), name
+        lost = [r for r in records if r[1] < written - 0.5 and r[2] is None]
+        assert not lost, f"{name} lost messages before the policy: {lost[:3]}"
         stopped = stop_time(records)
         assert stopped is not None, f"{name} flow from a was never cut"
         assert stopped - written < 1.0, f"{name} flow stopped {stopped - written:.3f}s after"
-    assert largest_gap(kept_flows["tcp"]) < 0.25, "the allowed flow had a gap"
+    kept = kept_flows["tcp"]
+    assert all(r[2] is not None for r in kept), "the allowed flow lost messages"
+    assert largest_gap(kept) < 0.5, f"the allowed flow stalled {largest_gap(kept):.3f}s"
 
 
 class Hammer:
