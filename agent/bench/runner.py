@@ -20,6 +20,7 @@ from agent.bench.cluster import NODE, ClusterSpec, generate
 from agent.bench.coldstart import run_cold
 from agent.bench.compiling import DEFAULT_SIZES, Size, run_compile
 from agent.bench.datapath import run_datapath
+from agent.bench.dropflood import run_drop_flood
 from agent.bench.incremental import run_incremental
 from agent.bench.memory import run_memory
 from agent.bench.results import Report, Result, machine
@@ -42,6 +43,7 @@ class BenchConfig:
     seconds: float = 3.0  # per datapath measurement
     rounds: int = 2  # datapath: alternations of no-rules / policies
     seed: int = 1
+    drop_flood: bool = False  # datapath: also the cost of logging drops under a flood
 
     def problems(self) -> list[str]:
         out = []
@@ -98,6 +100,20 @@ def run(config: BenchConfig, *, log: Callable[[str], None] = lambda s: None) -> 
                 "datapath",
                 "+".join(config.backends),
                 lambda: run_datapath(
+                    backends,
+                    pods=config.pods,
+                    policies=config.policies,
+                    seconds=config.seconds,
+                    rounds=config.rounds,
+                    seed=config.seed,
+                    log=log,
+                ),
+            )
+        if "datapath" in kernel and config.drop_flood:
+            stage(
+                "datapath",
+                "+".join(config.backends),
+                lambda: run_drop_flood(
                     backends,
                     pods=config.pods,
                     policies=config.policies,

@@ -52,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--seconds", type=float, default=3.0, help="length of each datapath measurement")
     add("--rounds", type=int, default=2, help="datapath rounds (no rules / rules alternate)")
     add("--seed", type=int, default=1, help="generator seed (default 1)")
+    add(
+        "--drop-flood",
+        action="store_true",
+        help="datapath: also measure allowed traffic under a flood of blocked packets, "
+        "with and without drop logging (NFLOG)",
+    )
     add("-o", "--output", choices=["table", "json"], default="table")
     add("-q", "--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=_run)
@@ -78,6 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         rounds=args.rounds,
         seed=args.seed,
+        drop_flood=args.drop_flood,
     )
     problems = config.problems()
     if problems:
