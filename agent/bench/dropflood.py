@@ -190,7 +190,7 @@ def _one_backend(
         Result(
             "datapath",
             name,
-            "blocked flood rate",
+            "blocked flood, packets dropped",
             med["logged"]["flood_packets_per_s"],
             "/s",
             None,
