@@ -81,7 +81,7 @@ def isolated_by_network_policy(
     asked for them), looking only at the policies of each pod's namespace."""
     by_namespace: dict[str, list[NetworkPolicy]] = {}
     for policy in state.policies.values():
-        if direction in policy.policy_types:
+        if direction in policy.policy_types and policy.enforced:  # audited ones isolate nothing
             by_namespace.setdefault(policy.namespace, []).append(policy)
     return frozenset(
         pod.uid

@@ -329,6 +329,16 @@ CASES: list[tuple[str, tuple[Item, ...], str, str, int, Protocol, Family | None,
         False,
     ),
     (
+        "Baseline: an audited NetworkPolicy isolates nothing, so Baseline still decides",
+        (baseline("b", cnp_rule("Deny", ALL_NS)), replace(ALLOW_ALL_X, audit=True)),
+        "y/a",
+        "x/a",
+        80,
+        TCP,
+        None,
+        False,
+    ),
+    (
         "Baseline Pass skips the rest of the Baseline tier: allowed",
         (
             baseline("p", cnp_rule("Pass", NS_Y), priority=1),
