@@ -93,6 +93,7 @@ def generate_cnps(seed: int) -> list[ClusterNetworkPolicy]:
 
 
 CASES = [("nft", seed) for seed in range(1, 5)] + [("legacy", seed) for seed in (5, 6)]
+CASES += [("python-iptables", seed) for seed in (7, 8)]
 
 
 @pytest.mark.parametrize(("backend", "seed"), CASES)
