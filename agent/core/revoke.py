@@ -99,15 +99,75 @@ def own_addresses(state: ClusterState, node: str) -> frozenset[str]:
 def pod_views(ruleset: Ruleset, addresses: Iterable[str]) -> dict[str, View]:
     """The view (see the module docstring) of each local pod address."""
     addrs = frozenset(addresses)
+    return _walk(ruleset, addrs, addrs)[0]
+
+
+class ViewTracker:
+    """Views across syncs, recomputed only where the ruleset can have changed them.
+
+    The incremental compiler hands over the very same Table and IPSet objects for
+    what did not change. When no table changed, a pod's view can only change
+    through the sets its walk consulted, so only pods that consulted a changed set
+    (and new addresses) are walked again; at 10,000 pods and 100 local pods that
+    turns ~0.15 s of walking per sync into next to nothing for pod churn elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self._ruleset: Ruleset | None = None
+        self._views: dict[str, View] = {}
+        self._consulted: dict[str, frozenset[str]] = {}
+
+    def update(self, ruleset: Ruleset, addresses: Iterable[str]) -> frozenset[str]:
+        """Track `ruleset`; the addresses whose view changed since the last update
+        (all of them on the first)."""
+        addrs = frozenset(addresses)
+        old = self._ruleset
+        if old is None or not _same_tables(old, ruleset):
+            todo = addrs
+        else:
+            changed_sets = {
+                name
+                for name in set(old.sets) | set(ruleset.sets)
+                if old.sets.get(name) is not ruleset.sets.get(name)
+                and old.sets.get(name) != ruleset.sets.get(name)
+            }
+            todo = frozenset(
+                ip
+                for ip in addrs
+                if ip not in self._views or self._consulted.get(ip, frozenset()) & changed_sets
+            )
+        views, consulted = _walk(ruleset, todo, addrs)
+        changed = frozenset(ip for ip in todo if self._views.get(ip) != views[ip])
+        if old is None:
+            changed = addrs
+        self._views = {ip: views[ip] if ip in views else self._views[ip] for ip in addrs}
+        self._consulted = {
+            ip: consulted[ip] if ip in consulted else self._consulted[ip] for ip in addrs
+        }
+        self._ruleset = ruleset
+        return changed
+
+
+def _same_tables(old: Ruleset, new: Ruleset) -> bool:
+    families = set(old.tables) | set(new.tables)
+    return all(old.tables.get(f) is new.tables.get(f) for f in families)
+
+
+def _walk(
+    ruleset: Ruleset, todo: frozenset[str], local: frozenset[str]
+) -> tuple[dict[str, View], dict[str, frozenset[str]]]:
     walkers: dict[Family, _ViewWalker] = {}
-    out: dict[str, View] = {}
-    for ip in sorted(addrs):
+    views: dict[str, View] = {}
+    consulted: dict[str, frozenset[str]] = {}
+    for ip in sorted(todo):
         family = family_of(ip)
         walker = walkers.get(family)
         if walker is None:
-            walker = walkers[family] = _ViewWalker(ruleset, ruleset.table(family), addrs)
-        out[ip] = (walker.view(ip, "src"), walker.view(ip, "dst"))
-    return out
+            walker = walkers[family] = _ViewWalker(ruleset, ruleset.table(family), local)
+        walker.consulted = set()
+        views[ip] = (walker.view(ip, "src"), walker.view(ip, "dst"))
+        consulted[ip] = frozenset(walker.consulted)
+    return views, consulted
 
 
 def changed_addresses(old: Mapping[str, View] | None, new: Mapping[str, View]) -> frozenset[str]:
@@ -125,6 +185,7 @@ class _ViewWalker:
         self.chains = table.by_name()
         self._index: dict[str, _SideIndex] = {}
         self._port_entries: dict[str, dict[str, frozenset[str]]] = {}
+        self.consulted: set[str] = set()  # set names the current walk looked at
 
     def view(self, ip: str, side: str) -> View:
         cache: dict[str, View] = {}
@@ -170,6 +231,7 @@ class _ViewWalker:
             return None
         extras: list[object] = []
         for match in rule.sets:
+            self.consulted.add(match.name)
             ipset = self.ruleset.sets.get(match.name)
             tests = "src" if match.direction == "src" else "dst"
             if ipset is None:

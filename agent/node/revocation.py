@@ -13,8 +13,10 @@ Either way the fast path's connmark goes with the old entry.
 
 The first pass after start looks at every local pod (flows may have outlived a
 policy change made while the agent was down). A failed pass is logged and
-counted, and the next pass repeats the pods it could not finish (their views
-are not committed), so a flaky netlink socket delays revocation, never skips it.
+counted, and the next pass repeats the pods it could not finish, so a flaky
+netlink socket delays revocation, never skips it. Views are tracked across
+syncs (`ViewTracker`): when no table changed, only pods that consulted a
+changed set are walked again.
 """
 
 from __future__ import annotations
@@ -29,15 +31,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent.core.model import ClusterState
 from agent.core.model import Protocol as IPProtocol
-from agent.core.revoke import (
-    Flow,
-    View,
-    changed_addresses,
-    forbidden,
-    local_addresses,
-    own_addresses,
-    pod_views,
-)
+from agent.core.revoke import Flow, ViewTracker, forbidden, local_addresses, own_addresses
 from agent.core.ruleset import Ruleset
 
 log = logging.getLogger(__name__)
@@ -103,7 +97,8 @@ class Revoker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node, self.table, self.metrics, self.clock = node, table, metrics, clock
-        self._views: dict[str, View] | None = None
+        self._views = ViewTracker()
+        self._unfinished: frozenset[str] = frozenset()  # changed, not yet revoked
         self.last: RevocationPass | None = None
 
     def after_apply(self, state: ClusterState, ruleset: Any) -> RevocationPass | None:
@@ -135,8 +130,9 @@ class Revoker:
         return result
 
     def _pass(self, state: ClusterState, ruleset: Ruleset, start: float) -> RevocationPass:
-        views = pod_views(ruleset, local_addresses(state, self.node))
-        changed = changed_addresses(self._views, views)
+        local = local_addresses(state, self.node)
+        changed = self._views.update(ruleset, local) | (self._unfinished & local)
+        self._unfinished = changed  # until this pass is done
         revoked: list[Flow] = []
         checked = 0
         if changed:
@@ -148,5 +144,5 @@ class Revoker:
                 for flow in tcp:
                     self.table.neutralise(flow, timeout=TOMBSTONE_SECONDS)
                 self.table.delete(f for f in revoked if f.protocol is not IPProtocol.TCP)
-        self._views = views
+        self._unfinished = frozenset()
         return RevocationPass(changed, checked, tuple(revoked), self.clock() - start)

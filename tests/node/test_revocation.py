@@ -136,3 +136,60 @@ def test_flags_and_environment() -> None:
         s.load(parse("--node-name", "n"), environ={"NETPOL_REVOKE_ESTABLISHED": "maybe"})
     assert "NETPOL_REVOKE_ESTABLISHED='maybe'" in str(err.value)
     assert any("--new-pods" in p for p in s.Settings(node_name="n", new_pods="wait").validate())
+
+
+class FlakyConntrack(FakeConntrack):
+    def __init__(self, flows: Iterable[Flow]) -> None:
+        super().__init__(flows)
+        self.broken = True
+
+    def flows(self, addresses: Iterable[str]) -> list[Flow]:
+        if self.broken:
+            self.broken = False
+            raise DataplaneError("netlink: no buffer space")
+        return super().flows(addresses)
+
+
+def test_a_failed_pass_is_repeated_by_the_next_one() -> None:
+    table = FlakyConntrack([tcp(YA, XA, 1)])
+    revoker = Revoker(node="node-0", table=table)
+    options = CompileOptions()
+    table.broken = False
+    revoker.after_apply(
+        state(Y_OPEN), compile_ruleset(state(Y_OPEN), node="node-0", options=options)
+    )
+    table.broken = True
+    cut = state(Y_OPEN, DENY_X)
+    with pytest.raises(DataplaneError):
+        revoker.after_apply(cut, compile_ruleset(cut, node="node-0", options=options))
+    again = revoker.after_apply(cut, compile_ruleset(cut, node="node-0", options=options))
+    assert again is not None and again.changed == {XA, XB}
+    assert again.revoked == (tcp(YA, XA, 1),)
+
+
+def test_pod_churn_elsewhere_walks_only_the_pods_that_consult_the_changed_set() -> None:
+    from agent.core.incremental import IncrementalCompiler
+    from agent.core.revoke import ViewTracker
+
+    a_from_b = make_policy(
+        "x/a-from-b",
+        {
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}}]}],
+        },
+    )
+    compiler = IncrementalCompiler(node="node-0", options=CompileOptions())
+    tracker = ViewTracker()
+    base = state(Y_OPEN, a_from_b)
+    tracker.update(compiler.compile(base, full=True), {XA, XB, YA})
+    remote_b = make_pod("x/rb", "pod=b", ip="10.244.1.20", node="node-1")
+    grown = make_state(
+        *base.namespaces.values(),
+        *base.nodes.values(),
+        *base.pods.values(),
+        *base.policies.values(),
+        remote_b,
+    )
+    ruleset = compiler.compile(grown)
+    assert compiler.last_incremental
+    assert tracker.update(ruleset, {XA, XB, YA}) == {XA}
