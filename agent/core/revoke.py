@@ -150,7 +150,10 @@ class ViewTracker:
 
 def _same_tables(old: Ruleset, new: Ruleset) -> bool:
     families = set(old.tables) | set(new.tables)
-    return all(old.tables.get(f) is new.tables.get(f) for f in families)
+    return all(
+        old.tables.get(f) is new.tables.get(f) or old.tables.get(f) == new.tables.get(f)
+        for f in families
+    )
 
 
 def _walk(
