@@ -11,6 +11,8 @@ pod it would isolate in a direction that no enforced policy isolates:
                   -j <each audited policy's chain> (they mark what they allow);
                   unmarked -> hashlimit'ed NFLOG, prefix npa:AI; clear mark
 
+A direction the ClusterNetworkPolicy Admin tier already accepted (its mark
+bit, agent.core.tierchains) skips the audit chain, as it skips the verdict.
 Nothing here accepts or drops: the packet leaves with the mark cleared, and
 the verdict stage (which clears it again) decides as if the audited policies
 did not exist. Where an enforced policy isolates the pod in that direction,
@@ -27,7 +29,9 @@ from agent.core.droplogging import DEFAULT_BURST, DEFAULT_RATE, log_rule
 from agent.core.layout import Contribution, LayoutContext, Stage
 from agent.core.matching import policy_selects
 from agent.core.model import ClusterState, Direction, NetworkPolicy, Pod
+from agent.core.policyapi.cnpmodel import Tier
 from agent.core.ruleset import Chain, MarkMatch, Rule, SetMatch, Target, TargetKind, jump
+from agent.core.tierchains import ADMIN_ACCEPTED
 
 
 def audit_chain(direction: Direction, pod_uid: str) -> str:
@@ -54,6 +58,8 @@ class AuditLogging:
             return Contribution()
         enforced = [p for p in ctx.state.policies.values() if p.enforced]
         clear = Target(TargetKind.MARK, mark_value=0, mark_mask=ctx.mark)
+        # A direction the ClusterNetworkPolicy Admin tier accepted skips NetworkPolicies.
+        admin = any(p.tier is Tier.ADMIN for p in ctx.state.cluster_policies.values())
         unmarked = MarkMatch(ctx.mark, ctx.mark, negate=True)
         forward: list[Rule] = []
         output: list[Rule] = []
@@ -86,13 +92,15 @@ class AuditLogging:
                 )
                 rules += [replace(logged, mark=unmarked), Rule(clear, comment="decide nothing")]
                 chains.append(Chain(name, tuple(rules)))
+                bit = ADMIN_ACCEPTED[d]
+                gate = MarkMatch(bit, bit, negate=True) if admin else None
                 for ip in ips:
                     host = f"{ip}/{128 if ':' in ip else 32}"
                     if d is Direction.EGRESS:
-                        forward.append(Rule(jump(name), comment=text, src=host))
+                        forward.append(Rule(jump(name), comment=text, src=host, mark=gate))
                     else:
-                        forward.append(Rule(jump(name), comment=text, dst=host))
-                        output.append(Rule(jump(name), comment=text, dst=host))
+                        forward.append(Rule(jump(name), comment=text, dst=host, mark=gate))
+                        output.append(Rule(jump(name), comment=text, dst=host, mark=gate))
         return Contribution(forward=tuple(forward), output=tuple(output), chains=tuple(chains))
 
     def inputs(self, state: ClusterState) -> object:

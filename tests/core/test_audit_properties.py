@@ -1,7 +1,7 @@
 """Audit mode never changes a verdict, and its chains survive incremental compilation.
 
-Generated clusters (tests/dataplane/strategies.py) with a random subset of
-policies audited: the compiled ruleset with the drop-logging and audit
+Generated clusters (tests/dataplane/strategies.py, and with ClusterNetworkPolicies
+from test_cnp_property) with a random subset of policies audited: the compiled ruleset with the drop-logging and audit
 extensions, run through the packet tracer, must agree with the reference
 evaluator (which ignores audited policies) on every case; and any sequence of
 changes, audit flags flipping included, compiled incrementally, must equal the
@@ -11,7 +11,9 @@ full compile.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,9 +26,11 @@ from agent.core.semantics import ReferenceEvaluator
 from agent.core.trace import RulesetEvaluator
 from tests.core.test_incremental import change_st
 from tests.dataplane.strategies import EXTRA_SOURCES, PORTS, cluster_st
+from tests.dataplane.test_cnp_property import mixed_cluster_st
 
 OPTIONS = CompileOptions(extensions=(DropLogging(100), AuditLogging(100)))
 NODE = "node-0"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @st.composite
@@ -51,6 +55,12 @@ def test_audit_chains_never_change_a_verdict(state: ClusterState) -> None:
                     assert rules.allowed(src, dst, port, protocol) == expected, (src, dst, port)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mixed_cluster_st().flatmap(audited_st))
+def test_audit_chains_with_cluster_policies_never_change_a_verdict(state: ClusterState) -> None:
+    test_audit_chains_never_change_a_verdict.hypothesis.inner_test(state)  # type: ignore[attr-defined]
+
+
 @st.composite
 def history_st(draw: st.DrawFn) -> list[ClusterState]:
     states = [draw(cluster_st().flatmap(audited_st))]
@@ -68,3 +78,33 @@ def test_incremental_equals_full_with_audited_policies(states: list[ClusterState
     for state in states[1:]:
         assert compiler.compile(state) == compile_ruleset(state, node=NODE, options=OPTIONS)
     assert compiler.divergences == 0 and not compiler.disabled
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("cnp-*")))
+def test_audited_policies_leave_cluster_policy_examples_unchanged(example: str) -> None:
+    """An audited policy over every pod changes no verdict, Baseline tier included."""
+    from agent.core.convert import policy_from_dict
+    from agent.manifests.loader import build_state, load
+
+    state = build_state(load([str(EXAMPLES / example)]))
+    extra = {
+        f"{ns}/trial": replace(
+            policy_from_dict(
+                {
+                    "metadata": {"namespace": ns, "name": "trial"},
+                    "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+                }
+            ),
+            audit=True,
+        )
+        for ns in state.namespaces
+    }
+    audited = replace(state, policies={**state.policies, **extra})
+    ref, rules = ReferenceEvaluator(state), RulesetEvaluator(audited, OPTIONS)
+    pods = sorted(state.pods.values(), key=lambda p: p.key)
+    for src in pods:
+        for dst in pods:
+            for port in (80, 443, 5432):
+                expected = ref.allowed(src, dst, port, Protocol.TCP)
+                assert ReferenceEvaluator(audited).allowed(src, dst, port, Protocol.TCP) == expected
+                assert rules.allowed(src, dst, port, Protocol.TCP) == expected, (src.key, dst.key)
