@@ -46,6 +46,9 @@ NFULNL_CFG_CMD_UNBIND = 2
 NFULNL_COPY_PACKET = 2
 NFULNL_CFG_F_SEQ = 0x0001
 
+SO_RCVBUFFORCE = 33
+MAX_RECVS = 64  # per read(): then return, so the caller can flush what it has
+
 NFPROTO_IPV4 = 2
 NFPROTO_IPV6 = 10
 
@@ -143,7 +146,10 @@ class NflogReader:
     def open(self) -> NflogReader:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            try:  # as root, past net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             sock.bind((0, 0))
             self._sock = sock
             self._config(cmd=NFULNL_CFG_CMD_BIND)
@@ -182,7 +188,7 @@ class NflogReader:
             raise DataplaneError(f"NFLOG group {self.group}: not open")
         ready, _, _ = select.select([sock], [], [], max(0.0, timeout))
         out: list[LoggedPacket] = []
-        while ready:
+        for _ in range(MAX_RECVS if ready else 0):
             try:
                 data = sock.recv(1 << 17, socket.MSG_DONTWAIT)
             except BlockingIOError:
@@ -211,17 +217,20 @@ class NflogReader:
 
     def _packet(self, raw: bytes) -> LoggedPacket | None:
         msg = nfulnl_packet_msg(raw)
-        msg.decode()
+        try:
+            msg.decode()
+        except Exception:  # a message pyroute2 cannot decode: lost, not fatal
+            self.lost += 1
+            return None
         seq = msg.get_attr("NFULA_SEQ")
         if seq is not None:
             if self._next_seq is not None and seq > self._next_seq:
                 self.lost += seq - self._next_seq
             self._next_seq = seq + 1
         payload = msg.get_attr("NFULA_PAYLOAD")
-        if payload is None:
-            return None
         family = {NFPROTO_IPV4: 4, NFPROTO_IPV6: 6}.get(msg["nfgen_family"])
-        if family is None:
+        if payload is None or family is None:
+            self.lost += 1  # nothing to name: as good as lost
             return None
         stamp = msg.get_attr("NFULA_TIMESTAMP")
         when = stamp["sec"] + stamp["usec"] / 1e6 if stamp else time.time()

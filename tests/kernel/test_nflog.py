@@ -109,3 +109,27 @@ def test_flood_through_hashlimit_is_bounded(agent_ns: str) -> None:
         # burst 5, then 10 a second for however long the flood took
         assert 5 <= len(got) <= 5 + 10 * (elapsed + 1.5)
         assert reader.lost == 0
+
+
+def test_sequence_gaps_and_undecodable_messages_count_as_lost() -> None:
+    import struct
+
+    from agent.dataplane.nflog import NFULNL_MSG_PACKET, nfulnl_packet_msg
+
+    def message(seq: int) -> bytes:
+        msg = nfulnl_packet_msg()
+        msg["nfgen_family"], msg["version"], msg["res_id"] = 2, 0, GROUP
+        msg["attrs"] = [
+            ("NFULA_PREFIX", "npa:DI"),
+            ("NFULA_SEQ", seq),
+            ("NFULA_PAYLOAD", b"\x45" + b"\0" * 19),
+        ]
+        msg["header"]["type"] = NFULNL_MSG_PACKET
+        msg.encode()
+        return bytes(msg.data)
+
+    reader = NflogReader(GROUP)
+    got = reader._parse(message(0) + message(1) + message(5))
+    assert [p.prefix for p in got] == ["npa:DI"] * 3 and reader.lost == 3
+    broken = struct.pack("=IHHII", 24, NFULNL_MSG_PACKET, 0, 0, 0) + b"\x02\0\0\x29\xff\xff\0\0"
+    assert reader._parse(broken) == [] and reader.lost == 4
