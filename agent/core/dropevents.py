@@ -12,7 +12,8 @@ names what a person fixing a policy needs:
     ns/name when the address is a pod's, else the address), protocol, port
     (destination port; null for ICMP), policies (the policies isolating the
     pod in that direction: the enforced ones for `drop`, the audited ones for
-    `audit`), time
+    `audit`; for a drop a ClusterNetworkPolicy Deny decided, that rule alone:
+    `guard (Admin Deny, ingress rule 1 "deny-rest")`), time
 
 Names come from the cluster state the agent holds (`EventNamer`): the packet's
 addresses say which pods; the prefix says action and direction, and names the
@@ -25,8 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.core.matching import policy_selects
-from agent.core.model import ClusterState, Direction, Pod
+from agent.core.model import ClusterState, Direction, Pod, Protocol
 from agent.core.packets import PacketInfo, decode_packet
+from agent.core.policyapi.cnpmodel import Action, Tier
+from agent.core.policyapi.tiers import ClusterTiers
 
 ACTION_DROP = "drop"
 ACTION_AUDIT = "audit"
@@ -109,6 +112,8 @@ class EventNamer:
                     if ip not in self._by_ip or pod.node == node:
                         self._by_ip[ip] = pod
         self._memo: dict[tuple[str, Direction, bool], tuple[str, ...]] = {}
+        networked = {uid: p for uid, p in state.pods.items() if p.is_networked}
+        self._tiers = ClusterTiers(state, networked) if state.cluster_policies else None
 
     def event(self, *, prefix: str, family: int, payload: bytes, time: float) -> DropEvent | None:
         """The event of one logged packet; None when the prefix is not ours."""
@@ -132,6 +137,8 @@ class EventNamer:
             if local is not None
             else ()
         )
+        if local is not None and tag.action == ACTION_DROP:
+            policies = self.cluster_policy(local, peer, peer_ip, tag.direction, info) or policies
         return DropEvent(
             node=self.node,
             action=tag.action,
@@ -161,6 +168,41 @@ class EventNamer:
             )
             self._memo[memo_key] = found
         return found
+
+    def cluster_policy(
+        self,
+        local: Pod,
+        peer: Pod | None,
+        peer_ip: str,
+        direction: Direction,
+        info: PacketInfo,
+    ) -> tuple[str, ...]:
+        """The ClusterNetworkPolicy rule that denied the packet, if one did: `name (Admin
+        Deny, ingress rule 1 "deny-rest")`. An Admin Deny decides before any NetworkPolicy;
+        a Baseline Deny only for a pod no enforced NetworkPolicy isolates."""
+        if self._tiers is None or info.dport is None or info.protocol not in _PROTOCOLS:
+            return ()
+        protocol = Protocol(info.protocol)
+        dst = local if direction is Direction.INGRESS else peer
+        peer = peer if peer is not None and peer.is_networked else None
+        for tier in (Tier.ADMIN, Tier.BASELINE):
+            if tier is Tier.BASELINE and self.policies(local, direction, audit=False):
+                return ()
+            hit = self._tiers.match(
+                tier, direction, local, peer, peer_ip, info.dport, protocol, dst
+            )
+            if hit is not None and hit.action is not Action.PASS:
+                if hit.action is not Action.DENY:
+                    return ()
+                name = f' "{hit.rule.name}"' if hit.rule.name else ""
+                side = direction.value.lower()
+                return (
+                    f"{hit.policy.name} ({tier.value} Deny, {side} rule {hit.rule_index}{name})",
+                )
+        return ()
+
+
+_PROTOCOLS = frozenset(p.value for p in Protocol)
 
 
 def _port(info: PacketInfo) -> int | None:

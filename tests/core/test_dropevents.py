@@ -16,7 +16,7 @@ from agent.core.dropevents import (
     parse_prefix,
 )
 from agent.core.model import Direction
-from tests.builders import make_ns, make_pod, make_policy, make_state, sel
+from tests.builders import cnp_rule, make_cnp, make_ns, make_pod, make_policy, make_state, sel
 from tests.core.test_packets import PORTS, v4, v6
 
 A = make_pod("x/a", "app=a", ip=("10.244.0.10", "fd00:10:244::a"))
@@ -144,3 +144,29 @@ def test_drop_path_rules_render_like_iptables_save() -> None:
     )
     assert chains[DROP_EGRESS].rules[0].target.nflog_prefix == "npa:DE"
     assert chains[DROP_EGRESS].rules[-1].target.terminal  # logging never decides
+
+
+def test_a_cluster_network_policy_deny_is_named_with_its_rule() -> None:
+    """A drop the Admin tier decided names that rule, not the NetworkPolicy it overrode;
+    a Baseline Deny is named only for a pod no enforced NetworkPolicy isolates."""
+    guard = make_cnp(
+        "guard",
+        subject={"namespaces": sel("kubernetes.io/metadata.name=x")},
+        ingress=[cnp_rule("Deny", {"namespaces": {}}, name="deny-rest")],
+    )
+    floor = make_cnp(
+        "floor",
+        tier="Baseline",
+        subject={"namespaces": {}},
+        egress=[cnp_rule("Deny", {"networks": ["0.0.0.0/0"]}, to=True)],
+    )
+    state = replace(STATE, cluster_policies={"guard": guard, "floor": floor})
+    names = EventNamer(state, "node-0")
+    packet = v4(6, PORTS, src="10.244.1.20", dst="10.244.0.10")
+    event = names.event(prefix="npa:DI", family=4, payload=packet, time=1.0)
+    assert event is not None
+    assert event.policies == ('guard (Admin Deny, ingress rule 0 "deny-rest")',)
+    # x/a is isolated for egress by x/no-egress: the Baseline tier is not asked
+    out = v4(6, PORTS, src="10.244.0.10", dst="192.0.2.1")
+    event = names.event(prefix="npa:DE", family=4, payload=out, time=1.0)
+    assert event is not None and event.policies == ("x/no-egress",)
