@@ -1,8 +1,9 @@
 """The `-f PATH` manifest option shared by the offline subcommands (compile, reachability).
 
-Both read Namespaces, Pods, NetworkPolicies and Nodes from files or directories
-the same way and report the loader's notes on stderr; this module holds that
-once so the option's spelling and the notes stay identical.
+Both read Namespaces, Pods, NetworkPolicies, ClusterNetworkPolicies and Nodes
+from files or directories the same way and report the loader's notes on stderr;
+this module holds that once so the option's spelling and the notes stay
+identical.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """`netpol-agent compile`: the exact ipsets and iptables rules the agent would apply on a node.
 
-A dry run you can read: loads Namespaces, Pods, NetworkPolicies and Nodes from
-manifests, compiles the ruleset for `--node`, and prints what a fresh agent
-would feed to `ipset restore` and to `iptables-restore --noflush` (one payload
-per family), comments included. Nothing touches the kernel. docs/rules.md walks
-through the output.
+A dry run you can read: loads Namespaces, Pods, NetworkPolicies,
+ClusterNetworkPolicies and Nodes from manifests, compiles the ruleset for
+`--node`, and prints what a fresh agent would feed to `ipset restore` and to
+`iptables-restore --noflush` (one payload per family), comments included.
+Nothing touches the kernel. docs/rules.md walks through the output.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """`netpol-agent reachability`: what the policies in some manifests allow, before deploying.
 
-Reads Namespaces, Pods (with their IPs as written), NetworkPolicies and Nodes
-from files or directories, evaluates every ordered pair of pods and prints
-truth tables (text or JSON). `--expect FILE` turns it into a policy unit test
-for CI (exit 1 with a diff); `--explain FROM TO` says why. Exit 2 on bad input,
-including an invalid policy (the table is still printed, computed fail-closed).
+Reads Namespaces, Pods (with their IPs as written), NetworkPolicies,
+ClusterNetworkPolicies and Nodes from files or directories, evaluates every
+ordered pair of pods and prints truth tables (text or JSON). `--expect FILE`
+turns it into a policy unit test for CI (exit 1 with a diff); `--explain FROM
+TO` says why. Exit 2 on bad input, including an invalid policy (the table is
+still printed, computed fail-closed).
 """
 
 from __future__ import annotations
