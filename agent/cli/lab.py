@@ -80,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(default: deploy/base)",
     )
     up.add_argument(
+        "--control-plane",
+        choices=["builtin", "real"],
+        default="builtin",
+        help="builtin: the lab's in-memory API server (quick, Python only); real: etcd, "
+        "kube-apiserver, kube-controller-manager, kube-proxy, flanneld and CNI plugins built "
+        "by scripts/build-kubernetes (see docs/lab.md)",
+    )
+    up.add_argument(
         "--no-agents",
         dest="agents",
         action="store_false",
@@ -203,6 +211,7 @@ def _up(args: argparse.Namespace) -> int:
         prometheus=args.prometheus,
         prometheus_interval=args.prometheus_interval,
         alert_for=args.alert_for,
+        control_plane=args.control_plane,
     )
     objects = load_objects(args.files) if args.files else []
     start = time.monotonic()
@@ -300,8 +309,11 @@ def _probe(args: argparse.Namespace) -> int:
     snap = lab_probe.settled_snapshot(client, topo, timeout=args.converge_timeout_ms / 1000)
     converged = 0.0
     if config.agents:
-        converged = lab_probe.wait_converged(
-            topo, snap.resource_version, timeout=args.converge_timeout_ms / 1000
+        converged = lab_probe.wait_snapshot(
+            topo,
+            snap,
+            per_kind=config.control_plane == "real",
+            timeout=args.converge_timeout_ms / 1000,
         )
     pods = lab_probe.probe_pods(snap.state)
     protocol = Protocol(args.protocol) if args.protocol else None

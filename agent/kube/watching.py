@@ -187,6 +187,13 @@ class Watcher:
     resource_version: str | None = None  # newest seen; None: must (re)list
     absent_recheck_seconds: float = 60.0  # an optional kind not served: list again after
     absent_logged: bool = False
+    # Told the API server's refusal (401/403: RBAC, credentials) and None once a list or
+    # a watch pass succeeds again: the agent reports it in /readyz.
+    on_problem: Callable[[Kind, str | None], None] | None = None
+
+    def _problem(self, message: str | None) -> None:
+        if self.on_problem is not None:
+            self.on_problem(self.kind, message)
 
     def step(self, stop: threading.Event) -> int:
         """One finite step: a list if needed, then one watch pass; returns how many watch
@@ -206,6 +213,7 @@ class Watcher:
             if self.absent_logged:
                 log.warning("%s: now served by the API", self.kind.value)
                 self.absent_logged = False
+            self._problem(None)
             log.info(
                 "listed %s",
                 self.kind.value,
@@ -222,6 +230,7 @@ class Watcher:
             observer=self.observer,
             stop=stop,
         )
+        self._problem(None)
         return tracker.delivered
 
     def _absent(self, exc: ApiRejected, stop: threading.Event) -> None:
@@ -264,6 +273,8 @@ class Watcher:
                 failures += 1
                 reason = "rejected" if isinstance(exc, ApiRejected) else "error"
                 self.observer.watch_restart(self.kind, reason)
+                if isinstance(exc, ApiRejected):
+                    self._problem(str(exc))
                 delay = self.backoff.delay(failures)
                 log.warning(
                     "%s watch failed, retrying in %.2fs: %s",

@@ -9,6 +9,7 @@ An object that exists is replaced (PUT with its current resourceVersion).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from agent.lab.client import JSON, ApiClient, ApiStatusError, resource_path
 
 SUFFIXES = (".yaml", ".yml", ".json")
 _ORDER = {"Namespace": 0, "Node": 1}
+BUILTIN_KINDS = frozenset({"Namespace", "Node", "Pod", "NetworkPolicy"})
 
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:
@@ -60,9 +62,19 @@ def apply_objects(client: ApiClient, objects: Sequence[JSON]) -> list[str]:
         label = f"{str(obj.get('kind')).lower()}/{name}"
         body: dict[str, Any] = {**obj, "metadata": dict(obj.get("metadata") or {})}
         try:
-            client.create(collection, body)
+            _create(client, collection, body)
             lines.append(f"{label} created")
         except ApiStatusError as exc:
+            if (
+                exc.status == 404
+                and obj.get("kind") not in BUILTIN_KINDS
+                and 'namespaces "' not in str(exc)
+            ):
+                raise ManifestError(
+                    f"{label}: the API server does not serve {obj.get('kind')} "
+                    "(the builtin one serves namespaces, pods, nodes and NetworkPolicies; "
+                    "`lab up --control-plane real` serves every built-in kind)"
+                ) from exc
             if exc.status != 409:
                 raise
             current = client.get(f"{collection}/{name}")
@@ -70,6 +82,22 @@ def apply_objects(client: ApiClient, objects: Sequence[JSON]) -> list[str]:
             client.request("PUT", f"{collection}/{name}", body)
             lines.append(f"{label} configured")
     return lines
+
+
+def _create(client: ApiClient, collection: str, body: JSON, *, wait: float = 20.0) -> None:
+    """POST; a real API server refuses pods in a namespace whose `default` ServiceAccount
+    the controller manager has not created yet (a known race): wait for it, as users do."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client.create(collection, body)
+            return
+        except ApiStatusError as exc:
+            if exc.status != 403 or "serviceaccount" not in str(exc).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def delete_objects(client: ApiClient, objects: Sequence[JSON]) -> None:

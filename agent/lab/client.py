@@ -44,6 +44,7 @@ class ApiClient:
         *,
         ca_pem: bytes | None = None,
         token: str | None = None,
+        client_cert: tuple[str, str] | None = None,
         timeout: float = 10.0,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -57,6 +58,8 @@ class ApiClient:
         self._context: ssl.SSLContext | None = None
         if parts.scheme == "https":
             self._context = ssl.create_default_context(cadata=ca_pem.decode() if ca_pem else None)
+            if client_cert is not None:  # the real control plane's users are certificates
+                self._context.load_cert_chain(*client_cert)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 10.0) -> ApiClient:
@@ -77,7 +80,11 @@ class ApiClient:
         except (OSError, ValueError, KeyError, StopIteration, TypeError) as exc:
             raise KubeError(f"kubeconfig {path}: cannot read the lab's cluster: {exc!r}") from exc
         ca = base64.b64decode(ca_data) if ca_data else None
-        return cls(server, ca_pem=ca, token=user.get("token"), timeout=timeout)
+        cert, key = user.get("client-certificate"), user.get("client-key")
+        client_cert = (str(cert), str(key)) if cert and key else None
+        return cls(
+            server, ca_pem=ca, token=user.get("token"), client_cert=client_cert, timeout=timeout
+        )
 
     def _connect(self, timeout: float | None) -> http.client.HTTPConnection:
         if self._context is None:
@@ -100,6 +107,19 @@ class ApiClient:
         *,
         content_type: str = "application/json",
     ) -> JSON:
+        data = self.text(method, path, body, content_type=content_type)
+        result: JSON = json.loads(data) if data else {}
+        return result
+
+    def text(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        content_type: str = "application/json",
+    ) -> str:
+        """The response body as text (e.g. /readyz's "ok"); ApiStatusError on >= 400."""
         conn = self._connect(self.timeout)
         try:
             payload = None if body is None else json.dumps(body).encode()
@@ -115,8 +135,7 @@ class ApiClient:
             conn.close()
         if resp.status >= 400:
             raise ApiStatusError(method, path, resp.status, data)
-        result: JSON = json.loads(data) if data else {}
-        return result
+        return data
 
     def get(self, path: str) -> JSON:
         return self.request("GET", path)
@@ -167,6 +186,19 @@ class ApiClient:
             conn.close()
 
 
+# Kinds only the real control plane serves (`lab up --control-plane real`): kind ->
+# (API prefix, resource, namespaced).
+_MORE_KINDS = {
+    "Service": ("/api/v1", "services", True),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles", True),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings", True),
+}
+
+
 def resource_path(obj: Mapping[str, Any]) -> tuple[str, str]:
     """(collection path, object name) of a namespace, pod, networkpolicy, node or
     clusternetworkpolicy dict."""
@@ -174,6 +206,10 @@ def resource_path(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     name = str(meta.get("name", ""))
     namespace = str(meta.get("namespace") or "default")
+    if isinstance(kind, str) and kind in _MORE_KINDS:
+        prefix, resource, namespaced = _MORE_KINDS[kind]
+        scope = f"/namespaces/{namespace}" if namespaced else ""
+        return f"{prefix}{scope}/{resource}", name
     if kind == "Namespace":
         return "/api/v1/namespaces", name
     if kind == "Node":

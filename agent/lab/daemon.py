@@ -222,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     lab = Lab(config, paths)
+    if config.control_plane == "real":
+        from agent.lab.realcp.cluster import RealLab  # upstream programs: agent/lab/realcp
+
+        lab = RealLab(config, paths)
     try:
         timings = lab.start()
         started.set()

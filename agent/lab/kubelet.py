@@ -11,6 +11,11 @@ namespace and the node's address. Each kubelet works through its own queue in
 its own thread, so pods of one node are set up in the order they arrive.
 Annotations `lab.netpol-agent.io/start-delay-ms` and `.../status-delay-ms` make a
 pod start (and report its IP) late, like a real kubelet.
+
+With a `PodNetwork` (the real control plane: agent/lab/realcp/cni.py) the veth
+and the address come from the real CNI plugins instead, and `on_deleting`
+finishes a graceful deletion once the pod is torn down (a real kubelet's
+final DELETE with grace period 0).
 """
 
 from __future__ import annotations
@@ -54,6 +59,14 @@ class StatusWriter(typing.Protocol):
     """The one API call a kubelet makes (ApiClient in the lab, a recorder in tests)."""
 
     def merge_patch(self, path: str, patch: Mapping[str, Any]) -> JSON: ...
+
+
+class PodNetwork(typing.Protocol):
+    """Wires a pod's namespace (CNI ADD/DEL); returns the pod's addresses."""
+
+    def add(self, uid: str, netns: str) -> tuple[str, ...]: ...
+
+    def delete(self, uid: str, netns: str) -> None: ...
 
 
 def pod_netns(topo: Topology, uid: str) -> str:
@@ -110,6 +123,7 @@ class PodNet:
     netns: str
     ips: tuple[str, ...]
     slot: int | None
+    cni: bool = False  # wired by a PodNetwork
 
 
 class Kubelet:
@@ -123,8 +137,12 @@ class Kubelet:
         client: StatusWriter,
         listeners: ListenerServer,
         on_error: Callable[[str], None] | None = None,
+        network: PodNetwork | None = None,
+        on_deleting: Callable[[JSON], None] | None = None,
     ) -> None:
         self.topo = topo
+        self.network = network
+        self._on_deleting = on_deleting
         self.node = node
         self.client = client
         self.listeners = listeners
@@ -172,6 +190,8 @@ class Kubelet:
         uid = str(pod.get("metadata", {}).get("uid", ""))
         if event_type == "DELETED" or pod.get("metadata", {}).get("deletionTimestamp"):
             self._teardown(uid)
+            if event_type != "DELETED" and self._on_deleting is not None:
+                self._on_deleting(pod)
             return
         if uid in self._pods:
             return
@@ -190,9 +210,19 @@ class Kubelet:
         key = _key(pod)
         families = [Family.V4, Family.V6] if self.topo.ipv6 else [Family.V4]
         ports = declared_ports(pod)
+        ips: tuple[str, ...]
         if (pod.get("spec") or {}).get("hostNetwork"):
             ips = (self.node.ip, self.node.ip6) if self.topo.ipv6 else (self.node.ip,)
             net = PodNet(uid, key, self.node.netns, ips, None)
+        elif self.network is not None:
+            netns = pod_netns(self.topo, uid)
+            add_netns([netns])
+            try:
+                ips = self.network.add(uid, netns)
+            except Exception:
+                ip_batch(None, [f"netns del {netns}"])
+                raise
+            net = PodNet(uid, key, netns, ips, None, cni=True)
         else:
             slot = self._free_slot()
             ip = self.node.pod_ip(slot)
@@ -241,8 +271,13 @@ class Kubelet:
     def _teardown(self, uid: str) -> None:
         net = self._pods.pop(uid, None)
         self.listeners.remove(uid)
-        if net is None or net.slot is None:
+        if net is None or (net.slot is None and not net.cni):
             return
+        if net.cni and self.network is not None:
+            try:
+                self.network.delete(uid, net.netns)
+            except Exception as exc:  # the namespace goes anyway, and with it the veth
+                log.warning("pod %s: CNI DEL: %s", net.key, exc)
         with contextlib.suppress(Exception):
             ip_batch(None, [f"netns del {net.netns}"])
         log.info("pod %s on %s: removed", net.key, self.node.name)

@@ -36,6 +36,7 @@ from agent.lab.topology import LabError
 from agent.sandbox import processes
 
 UP_TIMEOUT = 120.0
+REAL_UP_TIMEOUT = 300.0  # etcd, kube-apiserver, ... on a busy machine
 
 
 def require_root() -> None:
@@ -54,8 +55,12 @@ class DownReport:
         return not (self.processes or self.namespaces or self.files)
 
 
-def up(config: LabConfig, *, base: Path = DEFAULT_ROOT, timeout: float = UP_TIMEOUT) -> LabPaths:
+def up(
+    config: LabConfig, *, base: Path = DEFAULT_ROOT, timeout: float | None = None
+) -> LabPaths:
     """Start the lab in the background; returns its paths once it is ready."""
+    if timeout is None:
+        timeout = REAL_UP_TIMEOUT if config.control_plane == "real" else UP_TIMEOUT
     require_root()
     topology.check_name(config.name)
     config.topology()  # validates --nodes and friends before anything is touched

@@ -8,6 +8,13 @@ protocol) at once: a TCP/SCTP connect or a UDP echo from a socket inside the
 source pod's namespace to the destination pod's address. The result is a
 `TruthTable` (agent.core.table), so it prints, diffs and serialises exactly like
 `reachability`; `compare` evaluates the same state with the ReferenceEvaluator.
+
+Against a real API server (`--control-plane real`) a kind's watch gets a
+bookmark only about once a minute, so the global resourceVersion is a target
+an agent may reach late. There the probe waits per kind instead
+(`wait_converged_kinds`): for every kind, the agent applied a state at least
+as new as the kind's newest object, holds as many objects as the list (so no
+deletion is still on its way) and has applied everything it received.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import http.client
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agent.core.convert import state_from_dicts
 from agent.core.errors import InputError, NetpolError
@@ -30,7 +37,7 @@ from agent.core.table import (
     diff_tables,
     sort_cases,
 )
-from agent.lab.client import JSON, ApiClient
+from agent.lab.client import JSON, ApiClient, ApiStatusError
 from agent.lab.kubelet import pod_netns, started_by_lab
 from agent.lab.netsock import Attempt, open_socket, probe, sctp_supported
 from agent.lab.topology import NodeSpec, Topology
@@ -56,22 +63,34 @@ class Snapshot:
     objects: tuple[JSON, ...]
     state: ClusterState
     resource_version: int
+    kinds: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # newest rv, count
 
 
 def snapshot(client: ApiClient) -> Snapshot:
     objects: list[JSON] = []
     newest = 0
+    kinds: dict[str, tuple[int, int]] = {}
     for path in RESOURCES:
-        items, rv = client.list(path)
+        resource = path.rsplit("/", 1)[1]
+        try:
+            items, rv = client.list(path)
+        except ApiStatusError as exc:
+            # ClusterNetworkPolicy is a CRD: a server without it (the real control plane
+            # does not install it) has none, and the agents hold none either.
+            if exc.status == 404 and resource == "clusternetworkpolicies":
+                continue
+            raise
         kind = {
             "namespaces": "Namespace",
             "pods": "Pod",
             "nodes": "Node",
             "clusternetworkpolicies": "ClusterNetworkPolicy",
-        }.get(path.rsplit("/", 1)[1], "NetworkPolicy")
+        }.get(resource, "NetworkPolicy")
         objects += [{"kind": kind, **item} for item in items]
         newest = max(newest, int(rv or 0))
-    return Snapshot(tuple(objects), state_from_dicts(objects), newest)
+        rvs = [int((i.get("metadata") or {}).get("resourceVersion") or 0) for i in items]
+        kinds[resource] = (max(rvs, default=0), len(items))
+    return Snapshot(tuple(objects), state_from_dicts(objects), newest, kinds)
 
 
 def settled_snapshot(client: ApiClient, topo: Topology, *, timeout: float) -> Snapshot:
@@ -168,6 +187,58 @@ def wait_converged(
                 f"agents did not apply resourceVersion {target_rv} within {timeout:g}s: {details}"
             )
         time.sleep(0.02)
+
+
+def kind_lag(status: JSON | str, kinds: Mapping[str, tuple[int, int]]) -> str:
+    """Why an agent has not yet applied the snapshot's kinds ("" once it has)."""
+    if isinstance(status, str):
+        return status
+    if not status.get("ready"):
+        return "not ready"
+    synced = status.get("synced_resource_versions") or {}
+    received = status.get("resource_versions") or {}
+    counts = status.get("objects") or {}
+    for kind, (newest, count) in sorted(kinds.items()):
+        try:
+            have = int(synced.get(kind) or -1)
+            got = int(received.get(kind) or -1)
+        except (TypeError, ValueError):
+            return f"{kind}: no per-kind resourceVersions in /statusz"
+        if have < newest:
+            return f"{kind}: synced {have} < {newest}"
+        if counts.get(kind) != count:
+            return f"{kind}: holds {counts.get(kind)} objects, the API server {count}"
+        if got != have:
+            return f"{kind}: received {got}, applied {have}"
+    return ""
+
+
+def wait_converged_kinds(
+    topo: Topology,
+    snap: Snapshot,
+    *,
+    timeout: float,
+    states: Callable[[Topology], Mapping[str, JSON | str]] = agent_states,
+) -> float:
+    """Seconds until every agent applied every kind's newest state (see the module docstring)."""
+    start = time.monotonic()
+    while True:
+        lagging = {n: why for n, s in states(topo).items() if (why := kind_lag(s, snap.kinds))}
+        if not lagging:
+            return time.monotonic() - start
+        if time.monotonic() - start >= timeout:
+            details = "; ".join(f"{n}: {why}" for n, why in sorted(lagging.items()))
+            raise NotConverged(
+                f"agents did not apply the cluster's state within {timeout:g}s: {details}"
+            )
+        time.sleep(0.02)
+
+
+def wait_snapshot(topo: Topology, snap: Snapshot, *, per_kind: bool, timeout: float) -> float:
+    """wait_converged (global resourceVersion) or, with per_kind, wait_converged_kinds."""
+    if per_kind:
+        return wait_converged_kinds(topo, snap, timeout=timeout)
+    return wait_converged(topo, snap.resource_version, timeout=timeout)
 
 
 def probe_pods(state: ClusterState) -> list[Pod]:

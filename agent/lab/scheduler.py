@@ -31,8 +31,10 @@ class PodWatcher:
         kubelets: Mapping[str, Kubelet],
         order: list[str],
         on_error: Callable[[str], None] | None = None,
+        bind: Callable[[JSON, str], None] | None = None,
     ) -> None:
         self.client = client
+        self._bind = bind or self._set_node_name
         self.kubelets = kubelets
         self.order = order
         self._on_error = on_error or (lambda msg: log.error("%s", msg))
@@ -106,10 +108,15 @@ class PodWatcher:
         uid = str(meta["uid"])
         self._requested.add(uid)
         self._bound[uid] = target  # counted at once, so a burst spreads evenly
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
         try:
-            self.client.merge_patch(path, {"spec": {"nodeName": target}})
+            self._bind(pod, target)
         except KubeError as exc:
             self._bound.pop(uid, None)
             self._requested.discard(uid)
             self._on_error(f"scheduling pod {meta['namespace']}/{meta['name']}: {exc}")
+
+    def _set_node_name(self, pod: JSON, node: str) -> None:
+        """The builtin API server's way of binding (it has no binding subresource)."""
+        meta = pod["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        self.client.merge_patch(path, {"spec": {"nodeName": node}})

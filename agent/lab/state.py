@@ -22,12 +22,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.lab.topology import Topology, plan
+from agent.core.errors import InputError
+from agent.lab.topology import FLANNELD, Topology, plan
 from agent.sandbox import processes
 
 DEFAULT_ROOT = Path("/run/netpol-agent/lab")
 DEFAULT_NAME = "default"
 BACKENDS = ("auto", "nft", "legacy", "python-iptables")
+CONTROL_PLANES = ("builtin", "real")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,18 @@ class LabConfig:
     prometheus: bool = False  # a real Prometheus scraping the agents (agent.lab.prometheus)
     prometheus_interval: float = 1.0  # its scrape and rule evaluation interval, seconds
     alert_for: str = ""  # replaces every alert's `for:` (e.g. 5s); "" keeps the manifest's
+    control_plane: str = "builtin"  # "real": upstream binaries (agent/lab/realcp)
 
     def topology(self) -> Topology:
+        if self.control_plane not in CONTROL_PLANES:
+            raise InputError(f"--control-plane {self.control_plane!r}: use builtin or real")
+        if self.control_plane == "real":
+            if self.ipv6 or self.overlay != "vxlan":
+                raise InputError(
+                    "--control-plane real runs Flannel's IPv4 VXLAN backend: "
+                    "--ipv6 and --overlay host-gw need the builtin control plane"
+                )
+            return plan(self.name, nodes=self.nodes, overlay=FLANNELD)
         return plan(self.name, nodes=self.nodes, ipv6=self.ipv6, overlay=self.overlay)
 
     def to_json(self) -> dict[str, Any]:

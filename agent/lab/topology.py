@@ -30,6 +30,8 @@ VXLAN_MTU = 1450
 API_IP = "172.18.0.1"
 API_IP6 = "fd00:172:18::1"
 OVERLAYS = ("vxlan", "host-gw")
+# The real control plane's nodes: underlay only; flanneld and the CNI plugins build the rest.
+FLANNELD = "flanneld"
 
 
 class LabError(NetpolError):
@@ -73,7 +75,7 @@ class Topology:
 
     @property
     def mtu(self) -> int:
-        return VXLAN_MTU if self.overlay == "vxlan" else 1500
+        return 1500 if self.overlay == "host-gw" else VXLAN_MTU
 
     def node(self, name: str) -> NodeSpec:
         for node in self.nodes:
@@ -97,7 +99,7 @@ def plan(name: str, *, nodes: int, ipv6: bool = False, overlay: str = "vxlan") -
     check_name(name)
     if not 1 <= nodes <= 64:
         raise InputError(f"--nodes {nodes}: a lab has 1 to 64 nodes")
-    if overlay not in OVERLAYS:
+    if overlay not in (*OVERLAYS, FLANNELD):
         raise InputError(f"overlay {overlay!r}: use one of {', '.join(OVERLAYS)}")
     prefix = netns_prefix(name)
     specs = tuple(
@@ -162,6 +164,10 @@ def node_commands(topo: Topology, node: NodeSpec) -> list[str]:
         "link set lo up",
         f"addr add {node.ip}/24 dev eth0",
         "link set eth0 up",
+    ]
+    if topo.overlay == FLANNELD:
+        return lines
+    lines += [
         "link add cni0 type bridge",
         f"link set cni0 mtu {mtu}",
         f"addr add {node.gateway}/24 dev cni0",

@@ -130,6 +130,7 @@ class Agent:
                 backoff=backoff,
                 timeout_seconds=s.watch_timeout_seconds,
                 observer=self.metrics,
+                on_problem=self.reconciler.note_watch_problem,
             )
             for kind in Kind
         ]

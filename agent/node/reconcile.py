@@ -16,14 +16,18 @@ Rules (DESIGN.md "Syncing"):
 - after each successful apply the agent publishes the minimum over kinds of
   the resourceVersions the applied state had seen (the convergence protocol);
   when only resourceVersions advanced (bookmarks, no-op updates) and nothing
-  is pending, it publishes the new minimum without a sync.
+  is pending, it publishes the new minimum without a sync. It also publishes
+  that per kind (`synced_resource_versions`): a real API server sends a
+  kind's watch a bookmark only about once a minute, so "every kind reached
+  the newest resourceVersion" can lag; "each kind reached its own newest
+  object" does not (agent.lab.probe uses it against a real control plane).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,6 +99,7 @@ class Status:
     node: str
     ready: bool = False
     synced_resource_version: int = 0
+    synced_resource_versions: dict[str, int] = field(default_factory=dict)  # per kind
     last_sync_unix: float = 0.0
     last_error: str = ""
     consecutive_failures: int = 0
@@ -133,6 +138,7 @@ class Reconciler:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._status = Status(node=node_name)
+        self._watch_problems: dict[Kind, str] = {}  # the API server refused us (RBAC, 401)
         self._diagnostics = Diagnostics(node_name)
 
     # --- inputs -------------------------------------------------------------------------
@@ -142,6 +148,16 @@ class Reconciler:
             with self._lock:
                 self.pacer.request(self.clock.monotonic())
         self._wake.set()
+
+    def note_watch_problem(self, kind: Kind, message: str | None) -> None:
+        """A watcher was refused (message) or works again (None); /readyz reports it."""
+        with self._lock:
+            if message is None:
+                self._watch_problems.pop(kind, None)
+            else:
+                if self._watch_problems.get(kind) != message:
+                    log.error("the API server refuses to serve %s: %s", kind.value, message)
+                self._watch_problems[kind] = message
 
     def stop(self) -> None:
         self._stopped.set()
@@ -201,6 +217,7 @@ class Reconciler:
             st.synced_resource_version = max(
                 st.synced_resource_version, int(snap.synced_resource_version)
             )
+            _advance(st.synced_resource_versions, snap.resource_versions)
             st.last_sync_unix = wall
             st.last_error = ""
             st.consecutive_failures = 0
@@ -279,6 +296,7 @@ class Reconciler:
                 return
             rv = int(min_resource_version(rvs))
             self._status.synced_resource_version = max(self._status.synced_resource_version, rv)
+            _advance(self._status.synced_resource_versions, rvs)
 
     # --- the thin loop --------------------------------------------------------------------
     def run(self) -> None:
@@ -301,6 +319,7 @@ class Reconciler:
                 node=st.node,
                 ready=st.ready,
                 synced_resource_version=st.synced_resource_version,
+                synced_resource_versions=dict(st.synced_resource_versions),
                 last_sync_unix=st.last_sync_unix,
                 last_error=st.last_error,
                 consecutive_failures=st.consecutive_failures,
@@ -331,7 +350,13 @@ class Reconciler:
         )
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: every kind listed and the first apply succeeded."""
+        """Readiness: every kind listed and the first apply succeeded, no watch refused."""
+        with self._lock:
+            problems = dict(self._watch_problems)
+        if problems:
+            return False, "the API server refuses us (check the ClusterRole): " + "; ".join(
+                f"{k.value}: {m}" for k, m in sorted(problems.items(), key=lambda i: i[0].value)
+            )
         unlisted = self.store.unlisted()
         if unlisted:
             return False, "waiting for the first list of " + ", ".join(k.value for k in unlisted)
@@ -352,6 +377,7 @@ class Reconciler:
             "healthy": healthy,
             "health": why,
             "synced_resource_version": str(st.synced_resource_version),
+            "synced_resource_versions": {k: str(v) for k, v in st.synced_resource_versions.items()},
             "last_sync_unix": st.last_sync_unix,
             "syncs": st.syncs,
             "consecutive_failures": st.consecutive_failures,
@@ -363,3 +389,13 @@ class Reconciler:
             "invalid_policies": st.view.invalid_policies,
             "local_pods": st.view.local_pods,
         }
+
+
+def _advance(synced: dict[str, int], rvs: Mapping[Kind, str]) -> None:
+    """Raise each kind's synced resourceVersion to the applied one (integers only)."""
+    for kind, rv in rvs.items():
+        try:
+            value = int(rv)
+        except ValueError:
+            continue
+        synced[kind.value] = max(synced.get(kind.value, 0), value)

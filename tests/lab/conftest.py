@@ -57,7 +57,8 @@ class RunningLab:
         """Wait for pods and agents like `lab probe`, probe, and compare with the engine."""
         snap = lab_probe.settled_snapshot(self.client, self.topo, timeout=20)
         if self.config.agents:
-            lab_probe.wait_converged(self.topo, snap.resource_version, timeout=20)
+            real = self.config.control_plane == "real"
+            lab_probe.wait_snapshot(self.topo, snap, per_kind=real, timeout=20)
         pods = lab_probe.probe_pods(snap.state)
         chosen, _ = lab_probe.usable_cases(
             list(cases)
