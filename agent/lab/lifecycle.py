@@ -55,9 +55,7 @@ class DownReport:
         return not (self.processes or self.namespaces or self.files)
 
 
-def up(
-    config: LabConfig, *, base: Path = DEFAULT_ROOT, timeout: float | None = None
-) -> LabPaths:
+def up(config: LabConfig, *, base: Path = DEFAULT_ROOT, timeout: float | None = None) -> LabPaths:
     """Start the lab in the background; returns its paths once it is ready."""
     if timeout is None:
         timeout = REAL_UP_TIMEOUT if config.control_plane == "real" else UP_TIMEOUT

@@ -41,7 +41,6 @@ class Relay:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(listen)
         self._sock.listen(256)
-        self.port: int = self._sock.getsockname()[1]  # with port 0: the one the kernel chose
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="lab-api-relay", daemon=True)
         self._thread.start()

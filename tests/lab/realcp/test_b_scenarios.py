@@ -29,8 +29,7 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 EXAMPLE_DIRS = sorted(
     p
     for p in EXAMPLES.iterdir()
-    if p.is_dir()
-    and not any(o.get("kind") == "ClusterNetworkPolicy" for o in load_objects([p]))
+    if p.is_dir() and not any(o.get("kind") == "ClusterNetworkPolicy" for o in load_objects([p]))
 )
 E2E_CASES = [(p, proto) for p in (80, 81) for proto in (Protocol.TCP, Protocol.UDP)]
 
