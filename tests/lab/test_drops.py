@@ -103,3 +103,45 @@ def test_audited_policy_leaves_cells_open_and_reports_them_as_audit(lab: Running
         assert {tuple(e["policies"]) for e in audits} == {("default/deny-all-ingress",)}
     finally:
         lab.delete(objects)
+
+
+def test_a_restarted_agent_binds_the_group_again(lab: RunningLab) -> None:
+    """Kill node-0's agent; the one the supervisor starts reports new drops."""
+    import os
+    import signal
+
+    from agent.lab.probe import fetch_statusz
+    from agent.lab.state import alive_pid
+
+    objects = load_objects([EXAMPLE])
+    lab.apply(objects)
+    try:
+        pid = alive_pid(lab.paths.agent_pid("node-0"))
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        node0 = next(n for n in lab.topo.nodes if n.name == "node-0")
+
+        def restarted() -> bool:
+            new = alive_pid(lab.paths.agent_pid("node-0"))
+            try:
+                return new not in (None, pid) and bool(fetch_statusz(lab.topo, node0)["ready"])
+            except (OSError, ValueError):
+                return False
+
+        deadline = time.monotonic() + 30
+        while not restarted():
+            assert time.monotonic() < deadline, "node-0's agent did not come back"
+            time.sleep(0.3)
+        since = time.time()
+        lab.probe(timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            events, _ = drops.gather(lab.topo)
+            fresh = [e for e in events if e["node"] == "node-0" and e["first"] >= since - 1]
+            if fresh or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert fresh, "no drop event from the restarted agent"
+        assert {e["policies"][0] for e in fresh} == {"default/deny-all-ingress"}
+    finally:
+        lab.delete(objects)
