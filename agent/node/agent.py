@@ -41,7 +41,12 @@ from agent.node.reconcile import (
     RulesetStats,
     StatefulCompiler,
 )
-from agent.node.revocation import ConntrackTable, RevocationMetrics, Revoker
+from agent.node.revocation import (
+    ConntrackTable,
+    RevocationMetrics,
+    RevocationWorker,
+    Revoker,
+)
 from agent.node.settings import Settings
 from agent.node.state import Store
 
@@ -89,6 +94,7 @@ class Agent:
             self.compiler = HoldingCompiler(self.compiler, self.hold)
             steps.append(self.hold.after_apply)
         self.revoker: Revoker | None = None
+        self.revocation: RevocationWorker | None = None
         if s.revoke_established and self.conntrack is not None:
             self.revoker = Revoker(
                 node=s.node_name,
@@ -96,7 +102,8 @@ class Agent:
                 metrics=RevocationMetrics(self.registry),
                 clock=self.clock.monotonic,
             )
-            steps.append(self.revoker.after_apply)
+            self.revocation = RevocationWorker(self.revoker)
+            steps.append(self.revocation.after_apply)
         self.pacer = Pacer(
             now=self.clock.monotonic(),
             min_interval=s.min_sync_interval,
@@ -183,6 +190,8 @@ class Agent:
             self._reconcile_thread.join(self.settings.shutdown_grace)
         if self.drop_watcher is not None:
             self.drop_watcher.stop()
+        if self.revocation is not None:
+            self.revocation.stop()
         if self.http is not None:
             self.http.close()
         # watcher threads may sit in a blocking read; they are daemons and see stop_event

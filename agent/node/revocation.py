@@ -1,6 +1,7 @@
 """Cut established flows that a sync no longer allows (`--revoke-established`, default on).
 
-After every successful apply the Revoker computes each local pod's view of
+After every successful apply (on its own thread, `RevocationWorker`, so a big
+conntrack table never holds the sync loop) the Revoker computes each local pod's view of
 the applied ruleset (agent.core.revoke), compares it with the view of the
 previous pass, asks the conntrack table only for the flows of pods whose view
 changed, traces each as the connection it opened, and revokes the entries the
@@ -22,6 +23,7 @@ changed set are walked again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from agent.core.errors import NetpolError
 from agent.core.model import ClusterState
 from agent.core.model import Protocol as IPProtocol
 from agent.core.revoke import Flow, ViewTracker, forbidden, local_addresses, own_addresses
@@ -146,3 +149,59 @@ class Revoker:
                 self.table.delete(f for f in revoked if f.protocol is not IPProtocol.TCP)
         self._unfinished = frozenset()
         return RevocationPass(changed, checked, tuple(revoked), self.clock() - start)
+
+
+class RevocationWorker:
+    """Runs the Revoker's passes on a thread of their own, so that reading a big conntrack
+    table never holds the sync loop; a pass always takes the newest applied ruleset (a
+    ruleset that was replaced before its pass began needs no pass of its own)."""
+
+    def __init__(self, revoker: Revoker) -> None:
+        self.revoker = revoker
+        self._cond = threading.Condition()
+        self._latest: tuple[ClusterState, Any] | None = None
+        self._busy = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def after_apply(self, state: ClusterState, ruleset: Any) -> None:
+        with self._cond:
+            self._latest = (state, ruleset)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="revoke", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._latest is None and not self._stopped:
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                latest = self._latest
+                assert latest is not None
+                state, ruleset = latest
+                self._latest, self._busy = None, True
+            try:
+                self.revoker.after_apply(state, ruleset)
+            except Exception as exc:
+                log.error(
+                    "revocation pass failed (repeated after the next sync): %s",
+                    exc,
+                    exc_info=not isinstance(exc, NetpolError),
+                )
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no pass is queued or running (tests); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._latest is None and not self._busy, timeout)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()

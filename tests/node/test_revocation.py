@@ -193,3 +193,25 @@ def test_pod_churn_elsewhere_walks_only_the_pods_that_consult_the_changed_set() 
     ruleset = compiler.compile(grown)
     assert compiler.last_incremental
     assert tracker.update(ruleset, {XA, XB, YA}) == {XA}
+
+
+def test_the_worker_runs_passes_off_the_sync_loop_on_the_newest_rules() -> None:
+    from agent.node.revocation import RevocationWorker
+
+    table = FlakyConntrack([tcp(YA, XA, 1), tcp(YA, XB, 3)])
+    registry = CollectorRegistry()
+    worker = RevocationWorker(
+        Revoker(node="node-0", table=table, metrics=RevocationMetrics(registry))
+    )
+    options = CompileOptions()
+    try:
+        base = state(Y_OPEN)
+        worker.after_apply(base, compile_ruleset(base, node="node-0", options=options))
+        assert worker.wait_idle(10)  # the first pass failed (flaky table): logged, counted
+        assert registry.get_sample_value("netpol_revocation_failures_total") == 1
+        cut = state(Y_OPEN, DENY_X)
+        worker.after_apply(cut, compile_ruleset(cut, node="node-0", options=options))
+        assert worker.wait_idle(10)
+        assert table.table == set() and set(table.tombstones) == {tcp(YA, XA, 1), tcp(YA, XB, 3)}
+    finally:
+        worker.stop()
