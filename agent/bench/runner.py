@@ -44,6 +44,8 @@ class BenchConfig:
     rounds: int = 2  # datapath: alternations of no-rules / policies
     seed: int = 1
     drop_flood: bool = False  # datapath: also the cost of logging drops under a flood
+    datapath_local_pods: int = 100  # the datapath stage's local pods (e.g. 250)
+    datapath_selecting: int = 100  # policies selecting the datapath stage's server (e.g. 1000)
 
     def problems(self) -> list[str]:
         out = []
@@ -51,6 +53,8 @@ class BenchConfig:
             out.append("--pods must be >= 10, --policies >= 0, --local-pods 1..200")
         if self.local_pods > self.pods:
             out.append("--local-pods must not exceed --pods")
+        if not 2 <= self.datapath_local_pods <= 1000 or self.datapath_selecting < 1:
+            out.append("--datapath-local-pods must be 2..1000, --datapath-selecting >= 1")
         if self.events < 1:
             out.append("--events must be >= 1")
         unknown = [s for s in self.stages if s not in STAGES]
@@ -106,6 +110,8 @@ def run(config: BenchConfig, *, log: Callable[[str], None] = lambda s: None) -> 
                     seconds=config.seconds,
                     rounds=config.rounds,
                     seed=config.seed,
+                    local_pods=config.datapath_local_pods,
+                    selecting=config.datapath_selecting,
                     log=log,
                 ),
             )

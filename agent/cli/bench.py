@@ -17,8 +17,9 @@ app-to-app rules, namespace selectors, ipBlocks with except, named ports, egress
   cold         the agent's first full apply vs bare ipset + iptables-restore of the same payload
   incremental  event-to-kernel p50/p99 through the in-process agent (lab API server -> watch ->
                compile -> apply) and rules rewritten, vs the bare tools for the same change
-  datapath     new TCP connections/s, UDP packets/s, TCP throughput between two pod
-               namespaces: no rules vs the agent's rules for --policies (100 select the server)
+  datapath     new TCP connections/s, one-way UDP packets/s, TCP throughput between two pod
+               namespaces: no rules vs the agent's rules for --policies (--datapath-selecting
+               select the server) vs the server unselected; rules a new packet evaluates
   memory       RSS of `netpol-agent run` holding the cluster
 
 Kernel stages run for each --backend, inside npa-* namespaces that are always removed.
@@ -51,6 +52,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add("--seconds", type=float, default=3.0, help="length of each datapath measurement")
     add("--rounds", type=int, default=2, help="datapath rounds (no rules / rules alternate)")
+    add(
+        "--datapath-local-pods",
+        type=int,
+        default=100,
+        help="datapath stage: pods on this node (default 100; the issue's large size: 250)",
+    )
+    add(
+        "--datapath-selecting",
+        type=int,
+        default=100,
+        help="datapath stage: policies selecting the server (default 100; large: 1000)",
+    )
     add("--seed", type=int, default=1, help="generator seed (default 1)")
     add(
         "--drop-flood",
@@ -85,6 +98,8 @@ def _run(args: argparse.Namespace) -> int:
         rounds=args.rounds,
         seed=args.seed,
         drop_flood=args.drop_flood,
+        datapath_local_pods=args.datapath_local_pods,
+        datapath_selecting=args.datapath_selecting,
     )
     problems = config.problems()
     if problems:

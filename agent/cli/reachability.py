@@ -101,7 +101,9 @@ def run(args: argparse.Namespace) -> int:
         if explain is None:
             raise InputError(f"--engine {args.engine} cannot explain; use --engine reference")
         for port, protocol in cases:
-            print(render_explanation(explain(src, dst, port, protocol)), end="")
+            found = explain(src, dst, port, protocol)
+            render = getattr(found, "render", None)  # the ruleset engine's walk
+            print(render() if render is not None else render_explanation(found), end="")
             would = auditor.would_drop(src, dst, port, protocol)
             if would is not None:
                 print(f"audit: {would}")

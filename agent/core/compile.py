@@ -1,24 +1,27 @@
 """compile_ruleset: cluster state + node name -> the ruleset that node's kernel should hold.
 
-Layout per family (docs/rules.md shows it as annotated iptables-save):
+Layout per family (docs/rules.md shows it as annotated iptables-save; the
+order of the top chains is the contract in agent.core.layout):
 
     FORWARD/INPUT/OUTPUT --(position 1)--> NPA-FORWARD / NPA-INPUT / NPA-OUTPUT
-      conntrack short-circuit (FORWARD: INVALID drop, RELATED,ESTABLISHED accept;
-      INPUT/OUTPUT carry host traffic too: RELATED,ESTABLISHED return), clear our
-      mark bit, dispatch by local pod IP: -s IP -> NPA-E-<pod>, -d IP -> NPA-I-<pod>,
-      FORWARD only: marked -> ACCEPT (so a FORWARD policy of DROP does not eat it);
-      INPUT dispatches nothing (a pod may always reach its own node), OUTPUT only -d
-    NPA-I-<pod>: clear mark, node addresses mark, jump to each NPA-PI-<policy>,
-      unmarked -> NPA-DROP-INGRESS (per-pod counting rule, then DROP/REJECT)
-    NPA-PI-<policy> / NPA-PE-<policy>: one rule per (peer, port): set match -> MARK
+      HEAD: INVALID drop, RELATED,ESTABLISHED accept (INPUT/OUTPUT: return)
+      FAST_PATH: connmark bit set (a flow allowed before) -> ACCEPT (OUTPUT: RETURN)
+      [HOLD, ADMIN: extensions]
+      VERDICT: clear the mark; source in the egress gate set -> NPA-EGRESS,
+        destination in the ingress gate set -> NPA-INGRESS (OUTPUT: ingress only)
+      [BASELINE: extension]
+      ALLOWED: marked -> NPA-ACCEPT (connmark bit, ACCEPT; OUTPUT: RETURN)
+    NPA-INGRESS / NPA-EGRESS: mark; node addresses (ingress), "any port" set,
+      "port" set, one rule per wide range / protocol-only entry -> RETURN;
+      else NPA-DROP-<DIR>: extension drop rules, counted per pod (ipset
+      counters), DROP/REJECT
+    INPUT dispatches nothing: a pod may always reach its own node.
 
-Peers are ipsets whose names derive from the selector, never from membership,
-so pod churn changes set members only. A named port always resolves on the
-destination pod (the selected pod for ingress, the peer for egress), so it is
-one `hash:ip,port` set per (name, protocol) holding every pod's
-`IP,proto:number`, matched with `dst,dst`: one rule, whatever numbers the pods
-use, shared by every pod the policy selects, and still only set members change
-when pods come and go.
+Pods never appear in rules: they are members of the gate, counter and
+flattened allow sets (agent.core.flatten), so pod churn changes set members
+only, and a new packet meets the same ~12 rules whatever the number of pods
+and policies. Rules change with policies only when they bring a new wide
+port range, and with the node's addresses or options.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from agent.core import naming
+from agent.core import flatten, naming
 from agent.core.errors import ConfigError
 from agent.core.ipsets import SetBuilder
 from agent.core.layout import Contribution, Extension, LayoutContext, Stage, extensions
@@ -44,10 +47,12 @@ from agent.core.podindex import PodIndex
 from agent.core.policyapi.cnpmodel import Tier
 from agent.core.ruleset import (
     ACCEPT,
+    COMMENT,
     DROP,
     RETURN,
     Chain,
     Hook,
+    IPSet,
     MarkMatch,
     Rule,
     Ruleset,
@@ -141,22 +146,79 @@ class _Compiler:
         # (local pod uid, direction) -> the policies isolating it, sorted by ns/name.
         self.isolating: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
         for pod in self.local:
-            for policy in self.policies.get(pod.namespace, ()):
-                if selector_matches(policy.pod_selector, pod.labels):
-                    for d in sorted(policy.policy_types, key=lambda d: d.value):
-                        self.isolating.setdefault((pod.uid, d), []).append(policy)
+            self.isolating.update(self.isolation_of(pod))
+
+    def isolation_of(self, pod: Pod) -> dict[tuple[str, Direction], list[NetworkPolicy]]:
+        out: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
+        for policy in self.policies.get(pod.namespace, ()):
+            if selector_matches(policy.pod_selector, pod.labels):
+                for d in sorted(policy.policy_types, key=lambda d: d.value):
+                    out.setdefault((pod.uid, d), []).append(policy)
+        return out
 
     # -- the whole ruleset ------------------------------------------------------------
 
     def run(self) -> Ruleset:
         tables = {f: self.table(f) for f in self.options.families}
-        sets = dict(sorted(self.setb.sets.items()))
-        return Ruleset(tables=tables, sets=sets, mark=self.mark)
+        sets = self.kernel_sets(tables)
+        for family in self.options.families:
+            members = self.members(family)
+            for name, found in members.items():
+                sets[name] = replace(sets[name], members=frozenset(found))
+        return Ruleset(
+            tables=tables,
+            sets=dict(sorted(sets.items())),
+            mark=self.mark,
+            connmark=self.options.connmark,
+        )
+
+    def kernel_sets(self, tables: dict[Family, Table]) -> dict[str, IPSet]:
+        """The sets the rules use (flattened sets empty, to be filled), by name."""
+        out: dict[str, IPSet] = {}
+        for table in tables.values():
+            for chain in table.chains:
+                for rule in chain.rules:
+                    for m in rule.sets:
+                        out[m.name] = self.templates.get(m.name) or self.setb.sets[m.name]
+        return out
+
+    def members(self, family: Family) -> dict[str, set[str]]:
+        """Gate, counter and flattened set members of one family."""
+        out: dict[str, set[str]] = defaultdict(set)
+        sets = self.setb.sets
+
+        def current(name: str) -> frozenset[str]:
+            return sets[name].members
+
+        for d in Direction:
+            gate, counters = flatten.gate_set(d, family).name, flatten.counter_set(d, family).name
+            out[gate], out[counters] = set(), set()
+            counted: set[str] = set()
+            for pod in self.local:
+                policies = self.isolating.get((pod.uid, d))
+                if policies is None:
+                    continue
+                for ip in pod.ips_of(family):
+                    address = flatten.canon(ip)
+                    out[gate].add(address)
+                    if address not in counted:  # two pods, one address: one counter
+                        counted.add(address)
+                        out[counters].add(counter_entry(address, pod))
+                for term in self.pod_terms(pod, d, family, policies):
+                    out[term.target] |= flatten.entries(term, current)
+        return out
+
+    def pod_terms(
+        self, pod: Pod, d: Direction, family: Family, policies: list[NetworkPolicy]
+    ) -> list[flatten.Term]:
+        return flatten.pod_terms(pod, d, family, policies, self.setb)
 
     def table(self, family: Family) -> Table:
         """One family's table: the top chains stage by stage (agent.core.layout), then the rest."""
         self.chains: dict[str, Chain] = {}
         self.policy_memo: dict[tuple[str, Direction], str | None] = {}
+        if not hasattr(self, "templates"):
+            self.templates: dict[str, IPSet] = {}
         ctx = LayoutContext(
             state=self.state,
             node=self.node,
@@ -169,8 +231,9 @@ class _Compiler:
         )
         stages: list[tuple[Stage, Contribution]] = [
             (Stage.HEAD, self.head_stage(family)),
+            (Stage.FAST_PATH, self.fast_path_stage()),
             (Stage.VERDICT, self.verdict_stage(family)),
-            (Stage.ALLOWED, self.allowed_stage(family)),
+            (Stage.ALLOWED, self.allowed_stage()),
         ]
         stages += [(e.stage, e.contribute(ctx)) for e in extensions(self.options.extensions)]
         order = list(Stage)
@@ -179,10 +242,14 @@ class _Compiler:
             for chain in contribution.chains:
                 self.chains[chain.name] = chain
         top = self.top_chains(family, [c for _, c in stages])
-        self.drop_chains(family, [c for _, c in stages], top)
-        self.accept_chains(top)
+        self.drop_chains(family, [c for _, c in stages])
+        self.accept_chains()
         rest = sorted(self.chains.values(), key=lambda c: c.name)
         return Table(family, chains=(*top, *rest), hooks=HOOKS)
+
+    def template(self, ipset: IPSet) -> str:
+        self.templates[ipset.name] = ipset
+        return ipset.name
 
     # -- the stages of the top chains (the order is agent.core.layout's) ------------------
 
@@ -204,19 +271,53 @@ class _Compiler:
         established = Rule(RETURN, comment="established", ctstate=("RELATED", "ESTABLISHED"))
         return Contribution(forward=tuple(fwd), output=(*nd_return, established))
 
-    def verdict_stage(self, family: Family) -> Contribution:
-        """NetworkPolicy: mark reset, then the dispatch into the pods' chains."""
-        egress, ingress = self.dispatch(family)
-        clear = Rule(self.set_mark(0), comment="clear the netpol-agent mark")
-        fwd = [clear, *egress, *ingress] if egress or ingress else []
-        return Contribution(forward=tuple(fwd), output=(clear, *ingress) if ingress else ())
+    def fast_path_stage(self) -> Contribution:
+        """A flow allowed before carries the connmark bit: its later packets (unreplied UDP
+        stays NEW) skip everything below. Narrowing changes clear the bit (the applier)."""
+        cm = self.options.connmark
+        marked = MarkMatch(cm, cm)
+        text = "fast path: flow allowed before"
+        return Contribution(
+            forward=(Rule(ACCEPT, comment=text, connmark=marked),),
+            output=(Rule(RETURN, comment=text, connmark=marked),),
+        )
 
-    def allowed_stage(self, family: Family) -> Contribution:
-        """FORWARD only: marked -> ACCEPT (so a FORWARD policy of DROP does not eat it)."""
-        if not self.dispatched:
-            return Contribution()
-        allowed = Rule(ACCEPT, comment="allowed by policy", mark=MarkMatch(self.mark, self.mark))
-        return Contribution(forward=(allowed,))
+    def verdict_stage(self, family: Family) -> Contribution:
+        """NetworkPolicy: mark reset, then isolated local pods into the verdict chains."""
+        clear = Rule(self.set_mark(0), comment="clear the netpol-agent mark")
+        gate_e = self.template(flatten.gate_set(Direction.EGRESS, family))
+        gate_i = self.template(flatten.gate_set(Direction.INGRESS, family))
+        # ClusterNetworkPolicy: a direction the Admin tier accepted skips its NetworkPolicies.
+        admin = any(p.tier is Tier.ADMIN for p in self.state.cluster_policies.values())
+
+        def skip(d: Direction) -> MarkMatch | None:
+            bit = ADMIN_ACCEPTED[d]
+            return MarkMatch(bit, bit, negate=True) if admin else None
+
+        egress = Rule(
+            jump(naming.VERDICT_EGRESS),
+            comment="source isolated for egress",
+            sets=(SetMatch(gate_e, "src"),),
+            mark=skip(Direction.EGRESS),
+        )
+        ingress = Rule(
+            jump(naming.VERDICT_INGRESS),
+            comment="destination isolated for ingress",
+            sets=(SetMatch(gate_i, "dst"),),
+            mark=skip(Direction.INGRESS),
+        )
+        for d in Direction:
+            self.verdict_chain(d, family)
+        return Contribution(forward=(clear, egress, ingress), output=(clear, ingress))
+
+    def allowed_stage(self) -> Contribution:
+        """Marked (a verdict allowed it): connmark bit, then ACCEPT (so a FORWARD policy of
+        DROP does not eat it) or, in OUTPUT, RETURN to the host's rules."""
+        marked = MarkMatch(self.mark, self.mark)
+        return Contribution(
+            forward=(Rule(jump(naming.ACCEPT_FORWARD), comment="allowed by policy", mark=marked),),
+            output=(Rule(jump(naming.ACCEPT_OUTPUT), comment="allowed by policy", mark=marked),),
+        )
 
     def top_chains(self, family: Family, stages: list[Contribution]) -> list[Chain]:
         """NPA-FORWARD, NPA-INPUT, NPA-OUTPUT: the stages' rules in stage order."""
@@ -225,104 +326,96 @@ class _Compiler:
         # No egress dispatch in INPUT: everything arriving there is for an address of
         # this node, and "traffic to and from the node where a Pod is running is always
         # allowed" (docs/limitations.md). Other nodes are reached through FORWARD.
-        inp = [r for r in self.head_stage(family).output]
+        inp = list(self.head_stage(family).output)
         return [
             Chain(naming.TOP_FORWARD, tuple(fwd)),
             Chain(naming.TOP_INPUT, tuple(inp)),
             Chain(naming.TOP_OUTPUT, tuple(out)),
         ]
 
-    def dispatch(self, family: Family) -> tuple[list[Rule], list[Rule]]:
-        """Egress and ingress dispatch rules; builds pod and policy chains on the way."""
-        dispatch: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
-        self.dropped: dict[Direction, list[Rule]] = {Direction.EGRESS: [], Direction.INGRESS: []}
-        drop = self.drop_target(family)
-        # ClusterNetworkPolicy: a direction the Admin tier accepted skips its NetworkPolicies.
-        admin = any(p.tier is Tier.ADMIN for p in self.state.cluster_policies.values())
-        for pod in self.local:
-            ips = pod.ips_of(family)
-            for d in (Direction.EGRESS, Direction.INGRESS):
-                policies = self.isolating.get((pod.uid, d))
-                if not ips or policies is None:
-                    continue  # not isolated in this direction: no chain, untouched
-                chain = self.pod_chain(pod, d, policies, family)
-                text = naming.comment(f"{pod.key} {d.value.lower()}")
-                for ip in ips:
-                    host = _host(ip)
-                    src, dst = (host, None) if d is Direction.EGRESS else (None, host)
-                    bit = ADMIN_ACCEPTED[d]
-                    gate = MarkMatch(bit, bit, negate=True) if admin else None
-                    dispatch[d].append(Rule(jump(chain), comment=text, src=src, dst=dst, mark=gate))
-                    who = naming.comment(pod.key)
-                    self.dropped[d].append(Rule(drop, comment=who, src=src, dst=dst))
-        self.dispatched = bool(dispatch[Direction.EGRESS] or dispatch[Direction.INGRESS])
-        return dispatch[Direction.EGRESS], dispatch[Direction.INGRESS]
-
-    def drop_chains(self, family: Family, stages: list[Contribution], top: list[Chain]) -> None:
-        """NPA-DROP-INGRESS/EGRESS: extension drop rules, per-pod counting, DROP/REJECT."""
-        used = _jump_targets([*top, *self.chains.values()])
-        for d, name in (
-            (Direction.INGRESS, naming.DROP_INGRESS),
-            (Direction.EGRESS, naming.DROP_EGRESS),
-        ):
-            if not self.dropped[d] and name not in used:
-                continue
-            head = [r for c in stages for r in c.drop.get(d, ())]
-            final = Rule(self.drop_target(family), comment="no policy allows")
-            self.chains[name] = Chain(name, (*head, *self.dropped[d], final))
-
-    def accept_chains(self, top: list[Chain]) -> None:
-        """NPA-ACCEPT / NPA-ACCEPT-OUT, when something jumps there: connmark bit, then allow."""
-        used = _jump_targets([*top, *self.chains.values()])
-        connmark = self.options.connmark
-        for name, final in ((naming.ACCEPT_FORWARD, ACCEPT), (naming.ACCEPT_OUTPUT, RETURN)):
-            if name in used:
-                rules = (
-                    Rule(
-                        Target(TargetKind.CONNMARK, mark_value=connmark, mark_mask=connmark),
-                        comment="allowed: fast path for the rest of the flow",
-                    ),
-                    Rule(final, comment="allowed"),
-                )
-                self.chains[name] = Chain(name, rules)
-
-    # -- chains -------------------------------------------------------------------------
-
-    def pod_chain(
-        self, pod: Pod, d: Direction, policies: list[NetworkPolicy], family: Family
-    ) -> str:
-        name = naming.pod_chain(d.value.lower(), pod.uid)
-        rules: list[Rule] = []
-        if d is Direction.INGRESS:
-            rules.append(
-                Rule(self.set_mark(0), comment=naming.comment(f"{pod.key} ingress: clear mark"))
-            )
+    def verdict_chain(self, d: Direction, family: Family) -> None:
+        """NPA-INGRESS / NPA-EGRESS: allowed -> RETURN marked, else the drop path."""
+        ingress = d is Direction.INGRESS
+        name = naming.VERDICT_INGRESS if ingress else naming.VERDICT_EGRESS
+        local, peer = ("dst", "src") if ingress else ("src", "dst")
+        rules = [Rule(self.set_mark(self.mark), comment="allowed if a rule below matches")]
+        if ingress:
             node_set = self.setb.node_set(family)
             if node_set is not None:
                 rules.append(
                     Rule(
-                        self.set_mark(self.mark),
+                        RETURN,
                         comment=naming.comment(f"from node {self.node}"),
                         sets=(SetMatch(node_set, "src"),),
                     )
                 )
-        for policy in policies:
-            chain = self.policy_chain(policy, d, family)
-            if chain is not None:
-                rules.append(Rule(jump(chain), comment=naming.comment(policy.key)))
-        drop_chain = naming.DROP_INGRESS if d is Direction.INGRESS else naming.DROP_EGRESS
+        port_name = self.template(flatten.port_set(d, family))
         rules.append(
             Rule(
-                jump(drop_chain),
-                comment=naming.comment(f"{pod.key}: no policy allows"),
-                mark=MarkMatch(self.mark, self.mark, negate=True),
+                RETURN,
+                comment="a policy allows the port",
+                sets=(SetMatch(port_name, f"{local},dst,{peer}"),),
+            )
+        )
+        policies = [p for _, ps in sorted(self.policies.items()) for p in ps]  # enforced ones
+        for spec, source in flatten.pair_rules(policies, d, family, self.setb):
+            locals_name = self.template(flatten.locals_set(d, family, spec, source))
+            matches = [SetMatch(locals_name, local)]
+            if source != flatten.ANYONE:
+                matches.append(SetMatch(source, peer))
+            proto, lo, hi = spec if spec is not None else (None, None, None)
+            rules.append(
+                Rule(
+                    RETURN,
+                    comment=naming.comment(f"a policy allows {flatten.describe_ports(spec)}"),
+                    protocol=proto,
+                    dport=None if lo is None or hi is None else (lo, hi),
+                    sets=tuple(matches),
+                )
+            )
+        rules.append(
+            Rule(
+                jump(naming.DROP_INGRESS if ingress else naming.DROP_EGRESS),
+                comment="no policy allows",
             )
         )
         self.chains[name] = Chain(name, tuple(rules))
-        return name
+
+    def drop_chains(self, family: Family, stages: list[Contribution]) -> None:
+        """NPA-DROP-INGRESS/EGRESS: extension drop rules, counted per pod, DROP/REJECT."""
+        for d, name in (
+            (Direction.INGRESS, naming.DROP_INGRESS),
+            (Direction.EGRESS, naming.DROP_EGRESS),
+        ):
+            head = [r for c in stages for r in c.drop.get(d, ())]
+            counters = self.template(flatten.counter_set(d, family))
+            way = "dst" if d is Direction.INGRESS else "src"
+            target = self.drop_target(family)
+            counted = Rule(
+                target, comment="counted per pod (ipset counters)", sets=(SetMatch(counters, way),)
+            )
+            final = Rule(target, comment="no policy allows")
+            self.chains[name] = Chain(name, (*head, counted, final))
+
+    def accept_chains(self) -> None:
+        """NPA-ACCEPT / NPA-ACCEPT-OUT: the fast-path connmark bit, then allow."""
+        connmark = self.options.connmark
+        for name, final in ((naming.ACCEPT_FORWARD, ACCEPT), (naming.ACCEPT_OUTPUT, RETURN)):
+            rules = (
+                Rule(
+                    Target(TargetKind.CONNMARK, mark_value=connmark, mark_mask=connmark),
+                    comment="fast path for the rest of the flow",
+                ),
+                Rule(final, comment="allowed"),
+            )
+            self.chains[name] = Chain(name, rules)
+
+    # -- per-policy chains, for extensions (LayoutContext.policy_chain) -------------------
 
     def policy_chain(self, policy: NetworkPolicy, d: Direction, family: Family) -> str | None:
-        """The shared chain of one policy-direction; None when it allows nothing here."""
+        """A chain marking what one policy allows in one direction; None when it allows
+        nothing here. Not used by the NetworkPolicy verdict (flattened sets are); built
+        only when an extension asks (e.g. audit logging), shared by every caller."""
         memo_key = (policy.key, d)
         if memo_key in self.policy_memo:
             return self.policy_memo[memo_key]
@@ -375,8 +468,6 @@ class _Compiler:
                 out.append((pp.protocol, None, SetMatch(port_set, "dst,dst")))
         return out
 
-    # -- sets ----------------------------------------------------------------------------
-
     # -- targets -------------------------------------------------------------------------
 
     def set_mark(self, value: int) -> Target:
@@ -389,10 +480,6 @@ class _Compiler:
         return DROP
 
 
-def _jump_targets(chains: list[Chain]) -> set[str]:
-    return {r.target.chain for c in chains for r in c.rules if r.target.kind is TargetKind.JUMP}
-
-
-def _host(ip: str) -> str:
-    addr = ipaddress.ip_address(ip)
-    return f"{addr}/{addr.max_prefixlen}"
+def counter_entry(address: str, pod: Pod) -> str:
+    """A counter set entry: the address, with the pod's ns/name as the entry's comment."""
+    return f'{address}{COMMENT}"{naming.comment(pod.key)}"'

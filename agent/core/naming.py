@@ -29,6 +29,8 @@ TOP_INPUT = "NPA-INPUT"
 TOP_OUTPUT = "NPA-OUTPUT"
 DROP_INGRESS = "NPA-DROP-INGRESS"
 DROP_EGRESS = "NPA-DROP-EGRESS"
+VERDICT_INGRESS = "NPA-INGRESS"  # the NetworkPolicy verdict for isolated local pods, ingress
+VERDICT_EGRESS = "NPA-EGRESS"
 ACCEPT_FORWARD = "NPA-ACCEPT"  # allowed for good: set the fast-path connmark bit, ACCEPT
 ACCEPT_OUTPUT = "NPA-ACCEPT-OUT"  # the same from NPA-OUTPUT, RETURN instead of ACCEPT
 
@@ -38,6 +40,10 @@ SET_SELECTOR = "s"  # hash:ip, pods matched by (namespace scope, pod selector)
 SET_BLOCK = "b"  # hash:net, an ipBlock with its excepts as nomatch entries
 SET_NAMED_PORT = "p"  # hash:ip,port, (pod IP, proto:number) of a named containerPort
 SET_NODE = "n"  # hash:net, the node's own addresses, bridge gateways, --allow-cidr
+SET_GATE = "g"  # hash:ip, local pods isolated for a direction
+SET_COUNTERS = "c"  # hash:ip counters comment, the same pods: per-pod drop counters
+SET_PORTS = "q"  # hash:ip,port,net, local pod,proto:port,peer allowed
+SET_LOCALS = "l"  # hash:ip, local pods allowed (every port, a wide range) from one peer set
 _TEMP_MARK = "t"  # npa-t<kind><family>-...: scratch copy for create-fill-swap
 
 

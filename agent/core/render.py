@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from agent.core import naming
 from agent.core.model import Family
 from agent.core.patch import chain_patch
-from agent.core.ruleset import Chain, Hook, IPSet, Ruleset, entry_sort_key
+from agent.core.ruleset import Chain, Hook, IPSet, Ruleset, entry_key, entry_sort_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,19 @@ class Plan:
         tail = [line for line in head.splitlines() if line.startswith("-X ")]
         keep = [line for line in head.splitlines() if not line.startswith("-X ")]
         return "\n".join([*keep, *fixes, *tail, "COMMIT"]) + "\n"
+
+
+def narrows(the_plan: Plan, gates: Iterable[str]) -> bool:
+    """May this plan take away something that was allowed? Conservative: any rule
+    written or deleted, any set entry removed, any pod newly isolated (added to a
+    gate set `gates`), any full plan. Then the fast path must be revoked."""
+    if the_plan.full or any(the_plan.iptables.values()) or the_plan.ipset_after:
+        return True
+    gate_adds = tuple(f"add {g} " for g in gates)
+    for line in the_plan.ipset_before.splitlines():
+        if line.startswith(("del ", "swap ", "destroy ")) or line.startswith(gate_adds):
+            return True
+    return False
 
 
 def hook_lines(hook: Hook, current: Sequence[str]) -> list[str]:
@@ -232,12 +245,12 @@ def _delta(prev: IPSet, new: IPSet, counts: dict[str, int]) -> list[str]:
     came.sort(key=_entry_key)
     counts["set_entries_removed"] += len(gone)
     counts["set_entries_added"] += len(came)
-    out = [f"del {new.name} {e}" for e, _ in gone]
+    out = [f"del {new.name} {entry_key(e)}" for e, _ in gone]
     out += [f"add {new.name} {e}{' nomatch' if nm else ''}" for e, nm in came]
     return out
 
 
-def _entry_key(entry: tuple[str, bool]) -> tuple[tuple[int, int, int], bool]:
+def _entry_key(entry: tuple[str, bool]) -> tuple[tuple[int, ...], bool]:
     return (entry_sort_key(entry[0]), entry[1])
 
 

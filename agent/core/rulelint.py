@@ -12,7 +12,7 @@ import ipaddress
 
 from agent.core import naming
 from agent.core.model import Family
-from agent.core.ruleset import Ruleset, SetType, TargetKind
+from agent.core.ruleset import COMMENT, Ruleset, SetType, TargetKind, entry_key
 
 
 def lint(ruleset: Ruleset) -> list[str]:
@@ -60,9 +60,11 @@ def lint(ruleset: Ruleset) -> list[str]:
                         problems.append(f"{at}: reference to missing set {s.name}")
                     elif ipset.family is not family:
                         problems.append(f"{at}: set {s.name} is v{int(ipset.family)}")
-                    elif (ipset.type is SetType.HASH_IP_PORT) != (s.direction == "dst,dst"):
+                    elif len(s.direction.split(",")) != len(ipset.type.dimensions) or not set(
+                        s.direction.split(",")
+                    ) <= {"src", "dst"}:
                         problems.append(f"{at}: flags {s.direction} do not fit {ipset.type.value}")
-                    elif s.direction == "dst,dst" and rule.protocol is None:
+                    elif ipset.type is SetType.HASH_IP_PORT and rule.protocol is None:
                         problems.append(f"{at}: an IP,port set without a protocol")
         for name in sorted(set(chains) - referenced):
             problems.append(f"{where}: orphan chain {name} (nothing jumps to it)")
@@ -73,20 +75,37 @@ def lint(ruleset: Ruleset) -> list[str]:
             problems.append(f"set name {name!r} not owned or too long")
         if name not in used_sets:
             problems.append(f"set {name}: no rule uses it")
-        if ipset.nomatch and ipset.type is not SetType.HASH_NET:
-            problems.append(f"set {name}: nomatch entries need hash:net")
+        if ipset.nomatch and ipset.type is SetType.HASH_IP:
+            problems.append(f"set {name}: nomatch entries need a net type")
+        if any(COMMENT in m for m in ipset.members) and not ipset.counters:
+            problems.append(f"set {name}: entry comments need a set created with comment")
         for entry in (*ipset.members, *ipset.nomatch):
-            if ipset.type is SetType.HASH_IP_PORT:
-                ip, _, proto_port = entry.partition(",")
-                proto, _, port = proto_port.partition(":")
-                if proto not in ("tcp", "udp", "sctp") or not port.isdigit():
-                    problems.append(f"set {name}: entry {entry} is not IP,proto:port")
-                entry = ip
-            net = ipaddress.ip_network(entry, strict=False)
-            if net.version != int(ipset.family):
-                problems.append(f"set {name}: entry {entry} of the wrong family")
-            elif net.prefixlen == 0:
-                problems.append(f"set {name}: hash:net cannot hold /0 ({entry})")
-            elif ipset.type is SetType.HASH_IP and net.prefixlen != net.max_prefixlen:
-                problems.append(f"set {name}: hash:ip entry {entry} is a network")
+            problems += _entry_problems(name, ipset.type, ipset.family, entry_key(entry))
     return problems
+
+
+def _entry_problems(name: str, kind: SetType, family: Family, entry: str) -> list[str]:
+    parts = entry.split(",")
+    if len(parts) != len(kind.dimensions):
+        return [f"set {name}: entry {entry} does not fit {kind.value}"]
+    out: list[str] = []
+    for part, dim in zip(parts, kind.dimensions, strict=True):
+        if dim == "port":
+            proto, _, port = part.partition(":")
+            if proto not in ("tcp", "udp", "sctp") or not port.isdigit():
+                out.append(f"set {name}: entry {entry} has no proto:port")
+            continue
+        try:
+            net = ipaddress.ip_network(part, strict=False)
+        except ValueError:
+            out.append(f"set {name}: entry {entry}: {part} is not an address")
+            continue
+        if net.version != int(family):
+            out.append(f"set {name}: entry {entry} of the wrong family")
+        elif net.prefixlen == 0:
+            out.append(f"set {name}: hash:net types cannot hold /0 ({entry})")
+        elif kind in (SetType.HASH_IP, SetType.HASH_IP_PORT) and net.prefixlen != (
+            net.max_prefixlen
+        ):
+            out.append(f"set {name}: {kind.value} entry {entry} is a network")
+    return out

@@ -192,14 +192,32 @@ class SetType(enum.Enum):
     HASH_IP = "hash:ip"
     HASH_NET = "hash:net"
     HASH_IP_PORT = "hash:ip,port"  # entries "10.244.0.10,tcp:80"
+    HASH_IP_PORT_NET = "hash:ip,port,net"  # entries "10.244.0.10,tcp:80,10.0.0.0/8"
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """What each dimension of an entry is: "ip" (address or net) or "port"."""
+        return _DIMENSIONS[self]
 
 
+_DIMENSIONS = {
+    SetType.HASH_IP: ("ip",),
+    SetType.HASH_NET: ("ip",),
+    SetType.HASH_IP_PORT: ("ip", "port"),
+    SetType.HASH_IP_PORT_NET: ("ip", "port", "ip"),
+}
+_PROTOCOLS = frozenset({"tcp", "udp", "sctp"})
 MAXELEM = 262144
+COMMENT = " comment "  # an entry "10.244.0.10 comment \"ns/pod\"" carries a comment
 
 
 @dataclass(frozen=True, slots=True)
 class IPSet:
-    """An ipset: members (addresses or CIDRs) plus `nomatch` CIDRs (hash:net only)."""
+    """An ipset: members (addresses or CIDRs) plus `nomatch` CIDRs (hash:net only).
+
+    `counters` sets get per-entry packet/byte counters and comments (members
+    may then read `10.244.0.10 comment "ns/pod"`).
+    """
 
     name: str
     type: SetType
@@ -207,10 +225,16 @@ class IPSet:
     members: frozenset[str] = frozenset()
     nomatch: frozenset[str] = frozenset()
     description: str = ""  # what it holds, for humans (not sent to the kernel)
+    counters: bool = False
+    maxelem: int = MAXELEM
 
     def create_line(self, name: str | None = None) -> str:
         fam = "inet" if self.family is Family.V4 else "inet6"
-        return f"create {name or self.name} {self.type.value} family {fam} maxelem {MAXELEM}"
+        extra = " counters comment" if self.counters else ""
+        return (
+            f"create {name or self.name} {self.type.value} family {fam} "
+            f"maxelem {self.maxelem}{extra}"
+        )
 
     def entries(self) -> list[tuple[str, bool]]:
         """(entry, is_nomatch), canonically sorted (by address, then prefix)."""
@@ -229,20 +253,50 @@ class IPSet:
         least; the first entry found decides, and a `nomatch` entry means no.
         hash:ip,port needs the protocol (lower case) and port too.
         """
-        addr = _address(ip)
-        if addr.version != int(self.family):
+        if self.type is SetType.HASH_IP_PORT:
+            return self.lookup((ip, f"{protocol}:{port}"))
+        return self.lookup((ip,))
+
+    def lookup(self, key: tuple[str, ...]) -> bool:
+        """Membership of one packet key: an address per "ip" dimension, "proto:port" per
+        "port" dimension (agent.core.traceindex has the fast version for the tracer)."""
+        if len(key) != len(self.type.dimensions):
+            return False
+        addrs = [_address(k) for k, d in zip(key, self.type.dimensions, strict=True) if d == "ip"]
+        if any(a.version != int(self.family) for a in addrs):
             return False
         if self.type is SetType.HASH_IP:
-            return str(addr) in self.members
+            return str(addrs[0]) in self._plain()
         if self.type is SetType.HASH_IP_PORT:
-            return f"{addr},{protocol}:{port}" in self.members
-        best: tuple[int, bool] | None = None
-        for entries, nomatch in ((self.members, False), (self.nomatch, True)):
+            return f"{addrs[0]},{key[1]}" in self._plain()
+        best: tuple[tuple[int, ...], bool] | None = None
+        for entries, nomatch in ((self._plain(), False), (self.nomatch, True)):
             for entry in entries:
-                net = _network(entry)
-                if addr in net and (best is None or net.prefixlen > best[0]):
-                    best = (net.prefixlen, nomatch)
+                parts = entry.split(",")
+                prefixes: list[int] = []
+                for part, want, dim in zip(parts, key, self.type.dimensions, strict=True):
+                    if dim == "port":
+                        if part != want:
+                            break
+                        continue
+                    net = _network(part)
+                    if _address(want) not in net:
+                        break
+                    prefixes.append(net.prefixlen)
+                else:
+                    if best is None or tuple(prefixes) > best[0]:
+                        best = (tuple(prefixes), nomatch)
         return best is not None and not best[1]
+
+    def _plain(self) -> frozenset[str]:
+        if not self.counters:
+            return self.members
+        return frozenset(entry_key(m) for m in self.members)
+
+
+def entry_key(entry: str) -> str:
+    """An entry without its comment (what `del` and lookups use)."""
+    return entry.split(COMMENT, 1)[0]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -256,17 +310,20 @@ def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 @functools.lru_cache(maxsize=1 << 17)
-def entry_sort_key(entry: str) -> tuple[int, int, int]:
-    """Sort set entries by address (numerically), then prefix length (or port)."""
-    if "," in entry:  # hash:ip,port
-        ip, _, proto_port = entry.partition(",")
-        addr = ipaddress.ip_address(ip)
-        return (addr.version, int(addr), int(proto_port.rpartition(":")[2]))
-    if "/" not in entry:
-        addr = ipaddress.ip_address(entry)
-        return (addr.version, int(addr), addr.max_prefixlen)
-    net = ipaddress.ip_network(entry, strict=False)
-    return (net.version, int(net.network_address), net.prefixlen)
+def entry_sort_key(entry: str) -> tuple[int, ...]:
+    """Sort set entries by address (numerically), then prefix length (or port), dimension
+    by dimension."""
+    out: list[int] = []
+    for part in entry_key(entry).split(","):
+        if part.partition(":")[0] in _PROTOCOLS:  # proto:port
+            out += [0, 0, int(part.rpartition(":")[2])]
+        elif "/" not in part:
+            addr = ipaddress.ip_address(part)
+            out += [addr.version, int(addr), addr.max_prefixlen]
+        else:
+            net = ipaddress.ip_network(part, strict=False)
+            out += [net.version, int(net.network_address), net.prefixlen]
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +375,7 @@ class Ruleset:
     tables: Mapping[Family, Table] = field(default_factory=dict)
     sets: Mapping[str, IPSet] = field(default_factory=dict)
     mark: int = 0  # the one mark bit we use, e.g. 0x200000
+    connmark: int = 0  # the fast path's conntrack mark bit, e.g. 0x400000 (0: none)
 
     def table(self, family: Family) -> Table:
         return self.tables.get(family) or Table(family)

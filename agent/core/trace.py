@@ -13,14 +13,17 @@ dst on port/protocol?") through compile + trace: egress is traced on the
 source's node, ingress on the destination's node; pods on the same node are
 one bridged FORWARD pass that visits both. A pod's packet to its own node (one
 of the node's addresses, or a hostNetwork pod there) enters INPUT, which
-enforces nothing: traffic to the pod's own node is always allowed.
+enforces nothing: traffic to the pod's own node is always allowed. Pods
+without a node (manifests rarely set spec.nodeName) are placed together on
+one node of their own, `UNSCHEDULED_NODE`, so that they are enforced as the
+reference evaluator assumes (NetworkPolicy does not depend on placement).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agent.core.compile import CompileOptions, compile_ruleset
 from agent.core.errors import InputError
@@ -31,6 +34,7 @@ from agent.core.traceindex import TableIndex
 
 ALLOWING = ("ACCEPT", "PASS")
 _MAX_DEPTH = 32
+UNSCHEDULED_NODE = "npa-unscheduled"  # where pods without spec.nodeName are traced
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,14 +183,10 @@ class _Walker:
             if hit == rule.connmark.negate:
                 return False
         for s in rule.sets:
-            ipset = self.ruleset.sets.get(s.name)
-            if ipset is None:
+            found = self.index.set_match(self.ruleset, s.name, s.direction, p)
+            if found is None:
                 raise TraceError(f"rule references missing set {s.name}: {rule.spec()}")
-            if s.direction == "dst,dst":
-                hit = ipset.contains(p.dst, p.protocol.value.lower(), p.dport)
-            else:
-                hit = ipset.contains(p.src if s.direction == "src" else p.dst)
-            if hit == s.negate:
+            if found == s.negate:
                 return False
         return True
 
@@ -217,6 +217,15 @@ class RulesetEvaluator:
     """`ReferenceEvaluator.allowed`, answered by compiling each node and tracing packets."""
 
     def __init__(self, state: ClusterState, options: CompileOptions | None = None) -> None:
+        self.placed: dict[str, Pod] = {}  # uid -> the pod as traced (unscheduled: placed)
+        node = UNSCHEDULED_NODE
+        while node in state.nodes:
+            node += "-"
+        for pod in state.pods.values():
+            if pod.node is None and pod.is_networked:
+                self.placed[pod.uid] = replace(pod, node=node)
+        if self.placed:
+            state = replace(state, pods={**state.pods, **self.placed})
         self.state = state
         self.options = options or CompileOptions()
         self._compiled: dict[str, Ruleset] = {}
@@ -269,7 +278,7 @@ class RulesetEvaluator:
     ) -> list[tuple[str, Trace]] | None:
         """(node, trace) for each pass the packet makes; [] when nothing can stop it,
         None when no packet can be sent at all (no address, no shared family)."""
-        src, dst = _canonical(src), _canonical(dst)
+        src, dst = self._placed(_canonical(src)), self._placed(_canonical(dst))
         if isinstance(src, Pod) and isinstance(dst, Pod) and src.uid == dst.uid:
             return []  # never leaves the pod's network namespace
         src_ip, dst_ip = _addresses(src, dst, family)
@@ -291,6 +300,52 @@ class RulesetEvaluator:
             packet = Packet(src_ip, dst_ip, protocol, port, hook=hook)
             out.append((dst_node, self._trace(dst_node, packet)))
         return out
+
+    def _placed(self, end: Endpoint) -> Endpoint:
+        if isinstance(end, Pod) and end.node is None:
+            return self.placed.get(end.uid, end)
+        return end
+
+    def explain(
+        self, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol
+    ) -> RulesetExplanation:
+        """The walk of one packet on each node it crosses (for `reachability --explain`)."""
+        traces = self.traces(src, dst, port, protocol)
+        return RulesetExplanation(
+            _name(src), _name(dst), port, protocol, tuple(traces) if traces else (), traces
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RulesetExplanation:
+    src: str
+    dst: str
+    port: int
+    protocol: Protocol
+    passes: tuple[tuple[str, Trace], ...]
+    sendable: object  # None when no packet can be sent (no address, no shared family)
+
+    @property
+    def allowed(self) -> bool:
+        return self.sendable is not None and all(t.allowed for _, t in self.passes)
+
+    def render(self) -> str:
+        head = f"{self.src} -> {self.dst} {self.port}/{self.protocol.value}: "
+        if self.sendable is None:
+            return head + "no packet (no address or no shared family)\n"
+        lines = [head + ("ALLOWED" if self.allowed else "DENIED")]
+        if not self.passes:
+            lines.append("  nothing on the way enforces anything (same pod)")
+        for node, t in self.passes:
+            lines.append(
+                f"  node {node}: {t.packet.hook} -> {t.verdict} ({t.evaluated} rules evaluated)"
+            )
+            lines += [f"    {step}" for step in t.steps]
+        return "\n".join(lines) + "\n"
+
+
+def _name(end: Endpoint) -> str:
+    return end.key if isinstance(end, Pod) else str(end)
 
 
 def _canonical(end: Endpoint) -> Endpoint:

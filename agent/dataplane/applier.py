@@ -3,7 +3,7 @@
     applier = Applier(select_backend("auto"))
     applier.apply(ruleset)      -> ApplyResult   (full the first time, then only changes)
     applier.tampered()          -> bool          cheap check: hooks at position 1, top chains
-    applier.drop_counters()     -> {(ns/pod, "ingress"|"egress"): Counter}
+    applier.drop_counters()     -> {(ns/pod, "ingress"|"egress"): Counter}  (ipset counters)
     applier.cleanup()                            remove everything we own
 
 One apply runs `render.plan(previous, desired)`: `ipset restore` (new sets
@@ -15,6 +15,10 @@ until the new payload replaces them in one restore, and leftovers of ours are
 collected by name. Any failure raises ApplyError (quoting the payload lines the
 kernel refused) and makes the next apply a full one, as kube-proxy's
 needFullSync. Reading the whole ruleset happens only on full applies.
+
+When an apply narrows what is allowed (`render.narrows`), the fast-path
+connmark bit is cleared on every conntrack entry of each family
+(`agent.dataplane.fastpath`), so flows allowed before are judged again.
 """
 
 from __future__ import annotations
@@ -24,20 +28,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.core import naming
+from agent.core import flatten, naming
 from agent.core.errors import DataplaneError
-from agent.core.model import Family
-from agent.core.render import Counts, Plan, hook_lines, plan
+from agent.core.model import Direction, Family
+from agent.core.render import Counts, Plan, hook_lines, narrows, plan
 from agent.core.ruleset import Ruleset
 from agent.dataplane.backend import Backend
 from agent.dataplane.cleanup import CleanupReport, cleanup, owned_in_save, removal_payload
 from agent.dataplane.executor import Executor, PayloadExecutor, read_command, read_many
+from agent.dataplane.fastpath import clear_marks
 from agent.dataplane.netlinkset import NetlinkSets
 from agent.dataplane.pyiptc import PyIptcExecutor
 
 BUILTINS = ("FORWARD", "INPUT", "OUTPUT")
-DROP_CHAINS = {"ingress": naming.DROP_INGRESS, "egress": naming.DROP_EGRESS}
-_COMMENT = re.compile(r"/\* (.*?) \*/")
+_ENTRY = re.compile(r'^(\S+) packets (\d+) bytes (\d+)(?: comment "(.*)")?')
+FastPathClear = Callable[[Family, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +68,18 @@ class Applier:
         *,
         clock: Callable[[], float] = time.monotonic,
         executor: PayloadExecutor | None = None,
+        clear_fast_path: FastPathClear | None = None,
     ) -> None:
         self.backend = backend
         self.executor: PayloadExecutor = executor or (
             PyIptcExecutor(backend) if backend.in_process else Executor(backend)
         )
+        # An injected executor (a test's fake) must see every write: no conntrack
+        # behind its back unless the test passes its own.
+        self._clear: FastPathClear | None = clear_fast_path or (
+            clear_marks if executor is None else None
+        )
+        self.fast_path_clears = 0  # applies that revoked the fast path (tests, metrics)
         self._clock = clock
         self._applied: Ruleset | None = None
         self._full_next = True
@@ -91,6 +103,8 @@ class Applier:
         try:
             the_plan = self._plan(desired, full=full)
             changed = self._run(the_plan, desired, full=full)
+            if changed:
+                self._revoke_fast_path(the_plan, desired)
         except DataplaneError:
             self._full_next = True
             raise
@@ -131,6 +145,8 @@ class Applier:
             if the_plan.ipset_after:
                 self.executor.ipset(the_plan.ipset_after)
                 changed = True
+            if changed:
+                self._revoke_fast_path(the_plan, desired)
         except DataplaneError:
             self._full_next = True
             raise
@@ -140,6 +156,17 @@ class Applier:
         )
 
     _netlink: NetlinkSets | None = None
+
+    def _revoke_fast_path(self, the_plan: Plan, desired: Ruleset) -> None:
+        """Clear the connmark bit of every flow when the plan may narrow what is allowed."""
+        if self._clear is None or not desired.connmark:
+            return
+        gates = [flatten.gate_set(d, f).name for f in desired.tables for d in Direction]
+        if not narrows(the_plan, gates):
+            return
+        for family in sorted(desired.tables):
+            self._clear(family, desired.connmark)
+        self.fast_path_clears += 1
 
     def _members_by_netlink(self, text: str, desired: Ruleset) -> bool:
         """Small add/del batches on hash:ip sets over netlink (agent.dataplane.netlinkset).
@@ -238,21 +265,19 @@ class Applier:
     def drop_counters(self) -> dict[tuple[str, str], Counter]:
         """Packets and bytes dropped per local pod and direction, summed over families.
 
-        One `iptables -L NPA-DROP-<DIR> -vxn` per direction and family; the key is
-        (the rule's comment, i.e. `ns/pod`, "ingress"|"egress").
+        The drop path counts in the counter sets (one entry per isolated local pod,
+        comment `ns/pod`): one `ipset list` per direction and family; the key is
+        (`ns/pod`, "ingress"|"egress").
         """
         totals: dict[tuple[str, str], Counter] = {}
         families = sorted(self._applied.tables) if self._applied is not None else []
-        wanted = [(f, d, chain) for f in families for d, chain in DROP_CHAINS.items()]
-        listings = read_many(
-            [
-                [self.backend.iptables(f), "-w", "-L", chain, "-v", "-x", "-n"]
-                for f, _, chain in wanted
-            ]
-        )
-        for (_, direction, _), listing in zip(wanted, listings, strict=True):
+        wanted = [
+            (d.value.lower(), flatten.counter_set(d, f).name) for f in families for d in Direction
+        ]
+        listings = read_many([["ipset", "list", name] for _, name in wanted])
+        for (direction, _), listing in zip(wanted, listings, strict=True):
             if listing is None:
-                continue  # no pod isolated in that direction: no chain
+                continue
             for pod, counter in parse_counters(listing):
                 old = totals.get((pod, direction), Counter(0, 0))
                 totals[(pod, direction)] = Counter(
@@ -269,14 +294,17 @@ class Applier:
 
 
 def parse_counters(listing: str) -> list[tuple[str, Counter]]:
-    """(ns/pod, Counter) per rule of `iptables -L CHAIN -vxn` output commented `ns/pod`."""
+    """(ns/pod, Counter) per member of `ipset list` output of a set with counters and
+    comments (`10.244.0.10 packets 3 bytes 180 comment "x/a"`)."""
     out: list[tuple[str, Counter]] = []
-    for line in listing.splitlines()[2:]:
-        fields = line.split()
-        match = _COMMENT.search(line)
-        if len(fields) < 2 or not fields[0].isdigit() or match is None:
+    members = False
+    for line in listing.splitlines():
+        if line.startswith("Members:"):
+            members = True
             continue
-        if "/" not in match.group(1) or " " in match.group(1):
-            continue  # the chain's final rule ("no policy allows"), not a pod
-        out.append((match.group(1), Counter(int(fields[0]), int(fields[1]))))
+        match = _ENTRY.match(line.strip()) if members else None
+        if match is None:
+            continue
+        pod = match.group(4) or match.group(1)
+        out.append((pod, Counter(int(match.group(2)), int(match.group(3)))))
     return out

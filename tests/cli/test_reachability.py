@@ -319,3 +319,49 @@ def test_ruleset_engine_agrees_or_explains(
         assert "--engine ruleset is not available" in err
     else:
         assert code == 0 and out == EXPECTED
+
+
+NO_NODE = """\
+apiVersion: v1
+kind: Pod
+metadata: {namespace: x, name: a, labels: {app: a}}
+spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}
+status: {podIP: 10.0.0.1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: x, name: b, labels: {app: b}}
+spec: {containers: [{name: c}]}
+status: {podIP: 10.0.0.2}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: x, name: deny}
+spec: {podSelector: {matchLabels: {app: a}}}
+"""
+
+
+def test_both_engines_agree_on_pods_without_a_node(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "no-node.yaml"
+    path.write_text(NO_NODE)
+    tables = []
+    for engine in ("reference", "ruleset"):
+        assert main(["reachability", "-f", str(path), "--engine", engine]) == 0
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1]
+    assert "x/b\tX\t." in tables[1]  # default deny on x/a: not "allowed everywhere"
+
+
+def test_explain_with_the_ruleset_engine_prints_the_walk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "no-node.yaml"
+    path.write_text(NO_NODE)
+    args = ["reachability", "-f", str(path), "--engine", "ruleset", "--explain", "x/b", "x/a"]
+    assert main([*args, "--port", "80", "--protocol", "TCP"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("x/b -> x/a 80/TCP: DENIED")
+    assert "FORWARD -> DROP (" in out and "rules evaluated)" in out
+    assert "NPA-INGRESS#" in out and "NPA-DROP-INGRESS#" in out

@@ -187,7 +187,7 @@ def test_remote_pod_change_reuses_every_chain_and_untouched_set() -> None:
     assert p.ipset_before.startswith("del ")
 
 
-def test_policy_change_rewrites_only_its_chains() -> None:
+def test_policy_change_rewrites_at_most_the_verdict_chains() -> None:
     state = _state()
     compiler = IncrementalCompiler(node=NODE, options=OPTIONS)
     compiler.compile(state, full=True)
@@ -197,14 +197,11 @@ def test_policy_change_rewrites_only_its_chains() -> None:
     after_state = replace(state, policies=pols)
     after = compiler.compile(after_state)
     assert after == _reference(after_state)
+    # only the verdict chains' pair rules (portless peers, wide ranges) follow policies
     old = before.table(Family.V4).by_name()
     new = after.table(Family.V4).by_name()
-    rewritten = sorted(n for n, c in new.items() if old.get(n) != c)
-    assert all(n.startswith(("NPA-E-", "NPA-FORWARD", "NPA-INPUT")) for n in rewritten)
-    ingress = [n for n in new if n.startswith("NPA-PI-")]
-    kept = [n for n in ingress if old.get(n) is new[n]]
-    assert len(ingress) == 2 and len(kept) == 1  # y/wide's chain is the very same object
-    assert not any(n.startswith("NPA-PI-") for n in rewritten)  # x/wide's: rebuilt, equal
+    rewritten = {n for n, c in new.items() if old.get(n) != c}
+    assert rewritten <= {"NPA-INGRESS", "NPA-EGRESS"}
 
 
 def test_full_compile_is_the_reference_and_failures_reset() -> None:

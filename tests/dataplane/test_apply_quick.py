@@ -52,12 +52,13 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     return seen
 
 
-def _ruleset(b_label: str = "b", deny: bool = True) -> Ruleset:
+def _ruleset(b_label: str = "b", deny: bool = True, wide: bool = False) -> Ruleset:
+    ports = [{"port": 8000, "endPort": 9000}] if wide else []
     policy = make_policy(
         "x/b-from-a",
         {
             "podSelector": sel("pod=b"),
-            "ingress": [{"from": [{"podSelector": sel("pod=a")}]}],
+            "ingress": [{"from": [{"podSelector": sel("pod=a")}], "ports": ports}],
         },
     )
     state = make_state(
@@ -92,16 +93,16 @@ def test_chain_change_writes_only_the_plan_without_reading_the_hooks(
     reads: list[list[str]],
 ) -> None:
     applier, executor = _applier()
-    applier.apply_quick(_ruleset())
+    applier.apply_quick(_ruleset(wide=True))
     reads.clear()
     executor.calls.clear()
-    result = applier.apply_quick(_ruleset(deny=False))  # the policy is gone: chains change
-    assert not result.full and result.counts.chains_deleted > 0
+    result = applier.apply_quick(_ruleset())  # the wide range is gone: its rule goes
+    assert not result.full and result.counts.chains_written == 2  # NPA-INGRESS, v4 and v6
     assert reads == []  # hooks are the tamper check's and the full apply's job
     payloads = [text for kind, text in executor.calls if kind == "iptables4"]
-    assert len(payloads) == 1 and "-X NPA-" in payloads[0]
+    assert len(payloads) == 1 and ":NPA-INGRESS" in payloads[0]
     assert "-I FORWARD" not in payloads[0] and "-D FORWARD" not in payloads[0]
-    assert "destroy npa-" in executor.calls[-1][1]  # the policy's sets go after the rules
+    assert "destroy npa-l4" in executor.calls[-1][1]  # its set goes after the rule
 
 
 def test_a_family_appearing_takes_the_full_path(reads: list[list[str]]) -> None:

@@ -1,9 +1,9 @@
 """Pod churn touches sets, not rules: a property over generated clusters, and at scale.
 
-For node-0, any change to a pod that node-0 does not enforce for (a pod on
-another node, or a local pod no policy selects before or after), and any
-namespace relabelling, must leave every chain as it was: the plan's
-iptables payloads are empty and only `ipset` lines change.
+For node-0, any change to any pod (on another node or local, isolated or not,
+gaining or losing isolation) and any namespace relabelling must leave every
+chain as it was: the plan's iptables payloads are empty and only `ipset`
+lines change (rules never name pods: gate, counter and flattened sets do).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def churn_st(draw: st.DrawFn) -> tuple[ClusterState, ClusterState]:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(churn_st())
-def test_churn_of_pods_not_enforced_here_changes_only_set_members(
+def test_churn_of_any_pod_changes_only_set_members(
     case: tuple[ClusterState, ClusterState],
 ) -> None:
     before, after = case
@@ -75,14 +75,15 @@ def test_churn_of_pods_not_enforced_here_changes_only_set_members(
         for uid in set(before.pods) | set(after.pods)
         if before.pods.get(uid) != after.pods.get(uid)
     }
-    if any(_enforced_here(s, s.pods.get(uid)) for uid in changed for s in (before, after)):
-        return  # a local pod gaining or losing a chain legitimately changes rules
+    local = any(_enforced_here(s, s.pods.get(uid)) for uid in changed for s in (before, after))
     old = compile_ruleset(before, node=NODE, options=OPTIONS)
     new = compile_ruleset(after, node=NODE, options=OPTIONS)
     assert lint(new) == []
     p = plan(old, new)
     assert not any(p.iptables.values()), "\n".join(p.iptables.values())
     assert set(old.sets) == set(new.sets)  # names come from selectors, not members
+    if local:
+        assert old.tables == new.tables  # an isolated local pod changed: still no rule
 
 
 def test_scale_compile_and_churn() -> None:
@@ -93,10 +94,12 @@ def test_scale_compile_and_churn() -> None:
     elapsed = time.perf_counter() - start
     assert elapsed < 2.0, f"compile took {elapsed:.2f}s"
     assert lint(rs) == []
-    # a remote pod relabelled and another deleted: sets only
+    # a remote pod relabelled, another deleted, and a local isolated pod deleted: sets only
     pods = dict(state.pods)
     pods["uid-1"] = replace(pods["uid-1"], labels=Labels({"app": "app9"}))
     del pods["uid-2"]
+    local = next(u for u, p in pods.items() if p.node == "node-0" and _enforced_here(state, p))
+    del pods[local]
     new = compile_ruleset(replace(state, pods=pods), node="node-0", options=OPTIONS)
     p = plan(rs, new)
     assert not any(p.iptables.values())

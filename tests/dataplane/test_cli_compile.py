@@ -52,18 +52,18 @@ def test_compile_prints_sets_then_one_payload_per_family(
 ) -> None:
     assert main(["compile", "-f", str(manifests), "--node", "node-0", "--stats"]) == 0
     out, err = capsys.readouterr()
-    assert out.index("create npa-s4-") < out.index("# IPv4:") < out.index("# IPv6:")
+    assert out.index("create npa-q4-") < out.index("# IPv4:") < out.index("# IPv6:")
     assert "add npa-n4-" in out and "10.244.0.1\n" in out  # cni0 gateway from the podCIDR
     assert out.count("-I FORWARD 1 -m comment --comment netpol-agent -j NPA-FORWARD") == 2
-    assert '--comment "x/allow-b ingress[0]"' in out
-    assert "dst,dst" in out  # the named port
-    assert "IPv4: 6 chains, 16 rules, 3 sets" in err
+    assert "add npa-q4-" in out and "10.244.0.10,tcp:80,10.244.1.10" in out  # the named port
+    assert "dst,dst,src" in out
+    assert "IPv4: 9 chains, 28 rules, 7 sets" in err
 
 
 def test_compile_one_family(manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", "-f", str(manifests), "--node", "node-0", "--family", "6"]) == 0
     out, _ = capsys.readouterr()
-    assert "# IPv4" not in out and "family inet6" in out and "fd00:10:244::a/128" in out
+    assert "# IPv4" not in out and "family inet6" in out and "fd00:10:244::a\n" in out
 
 
 def test_compile_warns_about_an_unknown_node(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from ipaddress import ip_address, ip_network
 
 import pytest
 
 from agent.core import naming
 from agent.core.compile import CompileOptions
 from agent.core.errors import ConfigError, FieldError
+from agent.core.flatten import block_cidrs
 from agent.core.model import (
     Family,
     IPBlock,
@@ -88,16 +90,21 @@ def _block_policy(cidr: str, *excepts: str) -> NetworkPolicy:
     )
 
 
-def test_slash_zero_is_split_in_two_halves_and_excepts_become_nomatch() -> None:
+def test_a_block_minus_its_excepts_is_cut_exactly_and_slash_zero_split() -> None:
     rs = compiled(state(_block_policy("0.0.0.0/0", "0.0.0.0/1", "192.0.2.0/24")))
-    (block,) = [
-        s for s in rs.sets.values() if s.type is SetType.HASH_NET and "ipBlock" in s.description
-    ]
+    # no ports: a pair rule with the block's own set (its excepts as nomatch)
+    (block,) = [s for s in rs.sets.values() if s.description.startswith("ipBlock")]
     assert block.members == {"128.0.0.0/1"}
     assert block.nomatch == {"0.0.0.0/1", "192.0.2.0/24"}
     assert lint(rs) == []
-    assert not block.contains("10.0.0.1") and not block.contains("192.0.2.1")
-    assert block.contains("198.51.100.1")
+    assert block_cidrs("0.0.0.0/0", (), V4) == ("0.0.0.0/1", "128.0.0.0/1")
+    cut = [ip_network(c) for c in block_cidrs("10.0.0.0/8", ("10.0.0.0/9", "10.200.0.1"), V4)]
+    assert sum(n.num_addresses for n in cut) == 2**23 - 1
+    assert not any(n.overlaps(ip_network("10.0.0.0/9")) for n in cut)
+    assert not any(ip_address("10.200.0.1") in n for n in cut)
+    for src, verdict in (("10.0.0.1", "DROP"), ("192.0.2.1", "DROP"), ("198.51.100.1", "ACCEPT")):
+        got = trace(rs, Packet(src, "10.244.0.10", Protocol.TCP, 80))
+        assert got.verdict == verdict, got
 
 
 def test_an_except_covering_the_whole_block_matches_nothing() -> None:
@@ -158,7 +165,7 @@ def test_a_family_no_longer_managed_is_removed() -> None:
     assert all(name[5] == "6" for name in p.ipset_after.split()[1::2])
 
 
-def test_ip_port_sets_hold_every_number_a_named_port_has() -> None:
+def test_named_port_entries_hold_every_number_the_peers_use() -> None:
     pods = dict(PODS)
     pods["y/c"] = replace(pods["y/c"], ports=(replace(pods["y/c"].ports[0], port=8080),))
     named = policy(
@@ -170,11 +177,11 @@ def test_ip_port_sets_hold_every_number_a_named_port_has() -> None:
         },
     )
     rs = compiled(state(named, pod_list=pods))
-    (ports,) = [s for s in rs.sets.values() if s.type is SetType.HASH_IP_PORT]
-    assert "10.244.1.11,tcp:8080" in ports.members and "10.244.1.12,tcp:80" in ports.members
-    assert ports.contains("10.244.1.11", "tcp", 8080) and not ports.contains(
-        "10.244.1.11", "tcp", 80
-    )
+    (ports,) = [s for s in rs.sets.values() if s.description.startswith("egress allowed on a p")]
+    assert "10.244.0.10,tcp:8080,10.244.1.11" in ports.members
+    assert "10.244.0.10,tcp:80,10.244.1.12" in ports.members
+    assert ports.lookup(("10.244.0.10", "tcp:8080", "10.244.1.11"))
+    assert not ports.lookup(("10.244.0.10", "tcp:80", "10.244.1.11"))
     ok = trace(rs, Packet("10.244.0.10", "10.244.1.11", Protocol.TCP, 8080))
     no = trace(rs, Packet("10.244.0.10", "10.244.1.11", Protocol.TCP, 80))
     assert (ok.verdict, no.verdict) == ("ACCEPT", "DROP"), f"{ok}\n{no}"

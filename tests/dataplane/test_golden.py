@@ -121,23 +121,28 @@ def test_full_plan_writes_everything_and_a_second_plan_is_empty(name: str) -> No
     assert plan(rs, rs).empty
 
 
-def test_nothing_isolated_means_conntrack_rules_only() -> None:
-    rs = compiled(state())
-    table = rs.table(V4)
-    assert [c.name for c in table.chains] == ["NPA-FORWARD", "NPA-INPUT", "NPA-OUTPUT"]
-    assert table.rule_count() == 4
-    assert rs.sets == {}
+def test_rules_never_follow_pods_or_policies() -> None:
+    nothing = compiled(state())
+    some = compiled(state(policy("x/deny", {"podSelector": sel("pod=a")})))
+    assert nothing.table(V4) == some.table(V4)
+    assert len(nothing.table(V4).chains) == 9 and nothing.table(V4).rule_count() == 28
 
 
-def test_pod_chains_only_for_isolated_directions() -> None:
+def _members(rs: Ruleset, description: str) -> frozenset[str]:
+    (found,) = [s for s in rs.sets.values() if s.description.startswith(description)]
+    return found.members
+
+
+def test_gate_sets_hold_the_pods_isolated_per_direction() -> None:
     rs = compiled(state(policy("x/deny", {"podSelector": sel("pod=a")})))
-    names = [c.name for c in rs.table(V4).chains]
-    assert sum(n.startswith("NPA-I-") for n in names) == 1  # x/a ingress only
-    assert not any(n.startswith("NPA-E-") for n in names)
-    assert "NPA-DROP-INGRESS" in names and "NPA-DROP-EGRESS" not in names
+    assert _members(rs, "local pods a policy isolates for ingress (") == {"10.244.0.10"}
+    assert _members(rs, "local pods a policy isolates for egress (") == frozenset()
+    assert _members(rs, "local pods a policy isolates for ingress:") == {
+        '10.244.0.10 comment "x/a"'
+    }
 
 
-def test_one_policy_chain_shared_by_the_pods_it_selects() -> None:
+def test_a_policy_gives_entries_to_each_local_pod_it_selects() -> None:
     rs = compiled(
         state(
             policy(
@@ -146,20 +151,16 @@ def test_one_policy_chain_shared_by_the_pods_it_selects() -> None:
             )
         )
     )
-    table = rs.table(V4)
-    policy_chains = [c for c in table.chains if c.name.startswith("NPA-PI-")]
-    assert len(policy_chains) == 1
-    jumps = [
-        r
-        for c in table.chains
-        if c.name.startswith("NPA-I-")
-        for r in c.rules
-        if r.target.chain == policy_chains[0].name
-    ]
-    assert len(jumps) == 2  # x/a and x/b are local to node-0
+    # x/a and x/b are local to node-0; x/c (10.244.1.10) is the peer: no ports, so a
+    # pair rule matches the peer's set and the local pods allowed with it
+    assert _members(rs, "local pods allowed ingress on every port") == {
+        "10.244.0.10",
+        "10.244.0.11",
+    }
+    assert _members(rs, "pods pod=c in namespace x") == {"10.244.1.10"}
 
 
-def test_a_policy_that_allows_nothing_gets_no_chain() -> None:
+def test_a_policy_that_allows_nothing_here_gives_no_entry() -> None:
     rs = compiled(
         state(
             policy(
@@ -168,7 +169,7 @@ def test_a_policy_that_allows_nothing_gets_no_chain() -> None:
             )
         )
     )
-    assert not any(c.name.startswith("NPA-PI-") for c in rs.table(V4).chains)
+    assert not any(s.startswith("npa-l4") for s in rs.sets)  # no v4 block: no pair rule
     assert lint(rs) == []
 
 

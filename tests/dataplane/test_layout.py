@@ -59,7 +59,7 @@ def test_an_extension_lands_at_its_stage_in_contract_order() -> None:
     # head, hold, (admin), verdict, baseline, allowed
     assert comments.index("established") < comments.index("hold")
     assert comments.index("hold") < comments.index("clear the netpol-agent mark")
-    assert comments.index("x/a ingress") < comments.index("base")
+    assert comments.index("destination isolated for ingress") < comments.index("base")
     assert comments.index("base") < comments.index("allowed by policy")
     drop = rs.table(Family.V4).chain(naming.DROP_INGRESS)
     assert drop is not None and [r.comment for r in drop.rules[:2]] == ["hold audit", "base audit"]

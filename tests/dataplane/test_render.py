@@ -3,7 +3,8 @@
 Base cluster: tests/dataplane/cluster.py with one policy, x/allow: pods pod=a in x
 accept TCP 80 from pod=b in x and from every pod of namespaces labelled team=blue.
 Payloads are compared with hashed names replaced by readable symbols
-(`NPA-I[x/a]`, `npa-s4[pods pod=b in namespace x]`, see symbols.py).
+(`npa-q4[ingress allowed on a port: ...]`, see symbols.py). Rules never name
+pods or policies: every change below is set members only.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ ALLOW = policy(
     },
 )
 BASE = state(ALLOW)
-SET_B = "npa-s4[pods pod=b in namespace x]"
-SET_BLUE = "npa-s4[pods <all> in namespaces team=blue]"
+PORTS_IN = "npa-q4[ingress allowed on a port: local pod,proto:port,peer]"
+GATE_E = "npa-g4[local pods a policy isolates for egress (the gate to the verdict)]"
+COUNT_E = "npa-c4[local pods a policy isolates for egress: drop counters, comment ns/pod]"
+GATE_I = "npa-g4[local pods a policy isolates for ingress (the gate to the verdict)]"
+COUNT_I = "npa-c4[local pods a policy isolates for ingress: drop counters, comment ns/pod]"
+A80 = f"{PORTS_IN} 10.244.0.10,tcp:80"
 
 
 def _plan_text(new: ClusterState, old: ClusterState = BASE) -> tuple[str, str, str]:
@@ -62,20 +67,43 @@ def _with_pods(**changed: object) -> ClusterState:
 SET_ONLY_CHANGES = {
     "remote pod relabelled into a peer set": (
         _with_pods(x_c=replace(PODS["x/c"], labels=labels("pod=b"))),
-        f"add {SET_B} 10.244.1.10",
+        f"add {A80},10.244.1.10",
     ),
-    "peer pod deleted": (_with_pods(x_b=None), f"del {SET_B} 10.244.0.11"),
+    "peer pod deleted": (_with_pods(x_b=None), f"del {A80},10.244.0.11"),
     "peer pod re-addressed": (
         _with_pods(x_b=replace(PODS["x/b"], ips=("10.244.0.99",))),
-        f"del {SET_B} 10.244.0.11\nadd {SET_B} 10.244.0.99",
+        f"del {A80},10.244.0.11\nadd {A80},10.244.0.99",
     ),
     "peer pod added": (
         _with_pods(x_d=replace(PODS["x/b"], name="d", uid="uid-x-d", ips=("10.244.1.20",))),
-        f"add {SET_B} 10.244.1.20",
+        f"add {A80},10.244.1.20",
     ),
     "namespace labelled": (
         replace(BASE, namespaces={**BASE.namespaces, "y": make_ns("y", "ns=y", "team=blue")}),
-        f"add {SET_BLUE} 10.244.0.12\nadd {SET_BLUE} 10.244.0.13\nadd {SET_BLUE} 10.244.1.11",
+        f"add {A80},10.244.0.12\nadd {A80},10.244.0.13\nadd {A80},10.244.1.11",
+    ),
+    "local pod isolated (relabelled into the policy)": (
+        _with_pods(x_b=replace(PODS["x/b"], labels=labels("pod=a"))),
+        f'add {COUNT_I} 10.244.0.11 comment "x/b"\nadd {GATE_I} 10.244.0.11\n'
+        f"del {A80},10.244.0.11",  # no longer pod=b: not a peer of x/a any more
+    ),
+    "policy port changed": (
+        state(
+            replace(
+                ALLOW, ingress=(replace(ALLOW.ingress[0], ports=(PolicyPort(Protocol.TCP, 81),)),)
+            )
+        ),
+        f"del {A80},10.244.0.11\nadd {PORTS_IN} 10.244.0.10,tcp:81,10.244.0.11",
+    ),
+    "policy added": (
+        state(ALLOW, policy("x/deny-egress", {"podSelector": {}, "policyTypes": ["Egress"]})),
+        f'add {COUNT_E} 10.244.0.10 comment "x/a"\n'
+        f'add {COUNT_E} 10.244.0.11 comment "x/b"\n'
+        f"add {GATE_E} 10.244.0.10\nadd {GATE_E} 10.244.0.11",
+    ),
+    "policy deleted": (
+        state(),
+        f"del {COUNT_I} 10.244.0.10\ndel {GATE_I} 10.244.0.10\ndel {A80},10.244.0.11",
     ),
 }
 
@@ -89,92 +117,16 @@ def test_pod_and_namespace_churn_touches_sets_not_rules(name: str) -> None:
     assert after == ""
 
 
-def test_policy_update_rewrites_only_its_chain() -> None:
-    rule = replace(ALLOW.ingress[0], ports=(PolicyPort(Protocol.TCP, 81),))
+def test_a_new_wide_port_range_adds_its_fallback_rule() -> None:
+    rule = replace(ALLOW.ingress[0], ports=(PolicyPort(Protocol.TCP, 8000, 9000),))
     before, iptables, after = _plan_text(state(replace(ALLOW, ingress=(rule,))))
-    mark = "-j MARK --set-xmark 0x200000/0x200000"
-    assert_text(
-        f"""
-*filter
-:NPA-PI[x/allow] - [0:0]
--A NPA-PI[x/allow] -p tcp -m comment --comment "x/allow ingress[0]" -m set --match-set {SET_B} src -m tcp --dport 81 {mark}
--A NPA-PI[x/allow] -p tcp -m comment --comment "x/allow ingress[0]" -m set --match-set {SET_BLUE} src -m tcp --dport 81 {mark}
-COMMIT
-""",
-        iptables,
-    )
-    assert before == after == ""
-
-
-def test_policy_add_declares_new_chains_and_rewrites_the_dispatch() -> None:
-    deny = policy("x/deny-egress", {"podSelector": {}, "policyTypes": ["Egress"]})
-    before, iptables, after = _plan_text(state(ALLOW, deny))
-    unmarked = "-m mark ! --mark 0x200000/0x200000"
-    assert_text(
-        f"""
-*filter
-:NPA-DROP-EGRESS - [0:0]
-:NPA-E[x/b] - [0:0]
-:NPA-E[x/a] - [0:0]
-:NPA-FORWARD - [0:0]
--A NPA-DROP-EGRESS -s 10.244.0.10/32 -m comment --comment "x/a" -j DROP
--A NPA-DROP-EGRESS -s 10.244.0.11/32 -m comment --comment "x/b" -j DROP
--A NPA-DROP-EGRESS -m comment --comment "no policy allows" -j DROP
--A NPA-E[x/b] -m comment --comment "x/b: no policy allows" {unmarked} -j NPA-DROP-EGRESS
--A NPA-E[x/a] -m comment --comment "x/a: no policy allows" {unmarked} -j NPA-DROP-EGRESS
--A NPA-FORWARD -m comment --comment "drop invalid" -m conntrack --ctstate INVALID -j DROP
--A NPA-FORWARD -m comment --comment established -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A NPA-FORWARD -m comment --comment "clear the netpol-agent mark" -j MARK --set-xmark 0x0/0x200000
--A NPA-FORWARD -s 10.244.0.10/32 -m comment --comment "x/a egress" -j NPA-E[x/a]
--A NPA-FORWARD -s 10.244.0.11/32 -m comment --comment "x/b egress" -j NPA-E[x/b]
--A NPA-FORWARD -d 10.244.0.10/32 -m comment --comment "x/a ingress" -j NPA-I[x/a]
--A NPA-FORWARD -m comment --comment "allowed by policy" -m mark --mark 0x200000/0x200000 -j ACCEPT
-COMMIT
-""",
-        iptables,
-    )
-    assert before == after == ""
-
-
-def test_policy_delete_unhooks_flushes_deletes_then_destroys_sets() -> None:
-    before, iptables, after = _plan_text(state())
-    assert_text(
-        """
-*filter
-:NPA-FORWARD - [0:0]
-:NPA-OUTPUT - [0:0]
-:NPA-DROP-INGRESS - [0:0]
-:NPA-I[x/a] - [0:0]
-:NPA-PI[x/allow] - [0:0]
--A NPA-FORWARD -m comment --comment "drop invalid" -m conntrack --ctstate INVALID -j DROP
--A NPA-FORWARD -m comment --comment established -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A NPA-OUTPUT -m comment --comment established -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
--X NPA-DROP-INGRESS
--X NPA-I[x/a]
--X NPA-PI[x/allow]
-COMMIT
-""",
-        iptables,
-    )
-    assert before == ""
-    assert_text(
-        f"""
-destroy npa-n4[addresses of node node-0 (always allowed to its pods)]
-destroy {SET_BLUE}
-destroy {SET_B}
-""",
-        after,
-    )
-
-
-def test_a_local_pod_gaining_a_chain_changes_rules() -> None:
-    _, iptables, _ = _plan_text(_with_pods(x_b=replace(PODS["x/b"], labels=labels("pod=a"))))
-    assert ":NPA-I[x/b] - [0:0]" in iptables
-    assert "-A NPA-FORWARD -d 10.244.0.11/32" in iptables
+    assert ":NPA-INGRESS - [0:0]" in iptables
+    assert '-p tcp -m comment --comment "a policy allows TCP ports 8000-9000"' in iptables
+    assert "create npa-l4[" in before and after == ""
 
 
 def test_new_sets_are_created_and_filled_before_any_rule_uses_them() -> None:
-    p = plan(compiled(state()), compiled(BASE))
+    p = plan(None, compiled(BASE))
     lines = p.ipset_before.splitlines()
     for name in compiled(BASE).sets:
         create = lines.index(next(line for line in lines if line.startswith(f"create {name} ")))
@@ -241,7 +193,7 @@ def test_hook_lines_leave_exactly_one_jump_at_position_1(
 
 
 def test_payload_merges_hook_fixes_before_chain_deletion() -> None:
-    p = plan(compiled(BASE), compiled(state()))
+    p = plan(None, compiled(BASE), kernel_chains={V4: ["NPA-I-OLDPODCHAIN"]})
     text = p.payload(V4, {"FORWARD": [], "INPUT": [], "OUTPUT": []}).splitlines()
     inserts = [i for i, line in enumerate(text) if line.startswith("-I ")]
     deletes = [i for i, line in enumerate(text) if line.startswith("-X ")]

@@ -226,10 +226,13 @@ def test_packet_flows(name: str) -> None:
     assert not failures, "\n".join(failures)
 
 
-def test_sctp_rules_use_the_sctp_match() -> None:
+def test_sctp_ports_are_set_entries_of_their_protocol() -> None:
     rs = compiled(state(SCTP_RANGE))
-    specs = [r.spec() for c in rs.table(V4).chains for r in c.rules if r.dport]
-    assert specs and all("-p sctp" in s and "-m sctp --dport 80:81" in s for s in specs)
+    (ports,) = [s for s in rs.sets.values() if s.description.startswith("ingress allowed on a p")]
+    assert ports.members and all(",sctp:8" in m for m in ports.members)
+    ok = trace(rs, Packet("10.244.1.11", XA, Protocol.SCTP, 81))
+    no = trace(rs, Packet("10.244.1.11", XA, Protocol.TCP, 81))
+    assert (ok.verdict, no.verdict) == ("ACCEPT", "DROP"), f"{ok}\n{no}"
 
 
 def test_trace_names_the_rules_it_matched() -> None:
@@ -237,7 +240,7 @@ def test_trace_names_the_rules_it_matched() -> None:
     result = trace(rs, Packet(XB, XA, Protocol.TCP, 80))
     text = str(result)
     assert text.startswith("FORWARD TCP 10.244.0.11 -> 10.244.0.10:80 [NEW]: ACCEPT")
-    assert '"x/allow ingress[0]"' in text and '"allowed by policy"' in text
+    assert '"a policy allows the port"' in text and '"allowed by policy"' in text
 
 
 def test_trace_rejects_broken_rulesets() -> None:

@@ -280,13 +280,22 @@ def test_cleanup_after_a_real_apply_restores_the_ruleset(agent_ns: str, backend:
         assert ipset_names() == sets_before
 
 
-def test_parse_counters_reads_pod_rules_only() -> None:
-    listing = """Chain NPA-DROP-INGRESS (2 references)
-    pkts      bytes target     prot opt in     out     source               destination
-       3      180 DROP       0    --  *      *       0.0.0.0/0            10.244.0.11          /* x/b */
-       0        0 DROP       0    --  *      *       0.0.0.0/0            0.0.0.0/0            /* no policy allows */
+def test_parse_counters_reads_the_counter_set_members() -> None:
+    listing = """Name: npa-c4-pgqszyilqohq5gxi
+Type: hash:ip
+Revision: 6
+Header: family inet hashsize 1024 maxelem 262144 counters comment bucketsize 12 initval 0x1
+Size in memory: 312
+References: 1
+Number of entries: 2
+Members:
+10.244.0.11 packets 3 bytes 180 comment "x/b"
+10.244.0.10 packets 0 bytes 0 comment "x/a"
 """
-    assert [(k, c.packets, c.bytes) for k, c in parse_counters(listing)] == [("x/b", 3, 180)]
+    assert [(k, c.packets, c.bytes) for k, c in parse_counters(listing)] == [
+        ("x/b", 3, 180),
+        ("x/a", 0, 0),
+    ]
 
 
 @pytest.mark.parametrize("backend", ["nft", "legacy"])
