@@ -37,7 +37,16 @@ from dataclasses import dataclass
 from typing import Protocol as Interface
 
 from agent.core import naming
-from agent.core.model import Direction, Family, NetworkPolicy, Peer, Pod, PolicyPort, Protocol
+from agent.core.model import (
+    Direction,
+    Family,
+    NetworkPolicy,
+    Peer,
+    Pod,
+    PolicyPort,
+    Protocol,
+    family_of,
+)
 from agent.core.ruleset import IPSet, SetType
 
 RANGE_EXPAND_MAX = 16  # port ranges up to this many ports become port-set entries
@@ -67,17 +76,31 @@ def entries(term: Term, members: Members) -> frozenset[str]:
     if term.named is None:
         peers = members(term.source) if term.source is not None else term.peers
         return frozenset(peer_entries(term, peers))
-    out: set[str] = set()
-    allowed = members(term.source) if term.source is not None else None
-    for member in members(term.named):
+    by_ip = _ports_by_ip(members(term.named))
+    local = term.local
+    pairs: Iterable[tuple[str, tuple[str, ...]]]
+    if term.source is not None:
+        allowed = members(term.source)
+        pairs = (
+            ((ip, ports) for ip in allowed if (ports := by_ip.get(ip)))
+            if len(allowed) < len(by_ip)
+            else ((ip, ports) for ip, ports in by_ip.items() if ip in allowed)
+        )
+    elif term.peers == anyone(family_of(local)):
+        pairs = by_ip.items()
+    else:
+        pairs = ((ip, ports) for ip, ports in by_ip.items() if _in_any(ip, term.peers))
+    return frozenset(f"{local},{port},{ip}" for ip, ports in pairs for port in ports)
+
+
+@functools.lru_cache(maxsize=256)
+def _ports_by_ip(members: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    """A named-port set's `IP,proto:number` members grouped by IP (cached per value)."""
+    out: dict[str, list[str]] = {}
+    for member in members:
         ip, _, port = member.partition(",")
-        if allowed is not None:
-            if ip not in allowed:
-                continue
-        elif not _in_any(ip, term.peers):
-            continue
-        out.add(f"{term.local},{port},{ip}")
-    return frozenset(out)
+        out.setdefault(ip, []).append(port)
+    return {ip: tuple(ports) for ip, ports in out.items()}
 
 
 def peer_entries(term: Term, peers: Iterable[str]) -> list[str]:
