@@ -205,6 +205,18 @@ ANYONE = "anyone"  # a pair rule's source when the rule has no peers
 _FLATTENED = tuple(f"{naming.SET_PREFIX}{kind}" for kind in (naming.SET_PORTS, naming.SET_LOCALS))
 
 
+_PINNING = tuple(
+    f"{naming.SET_PREFIX}{kind}"
+    for kind in (naming.SET_GATE, naming.SET_COUNTERS, naming.SET_LOCALS)
+)
+
+
+def pins_local_pods(name: str) -> bool:
+    """Does a match on set `name` pin its rule to the local pods it holds (gate, counter,
+    locals sets), as a `-d POD/32` dispatch rule would?"""
+    return name.startswith(_PINNING)
+
+
 def is_flattened(name: str) -> bool:
     """Is `name` a set whose entries come from terms (port sets, locals sets)?"""
     return name.startswith(_FLATTENED)

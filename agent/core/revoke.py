@@ -31,9 +31,18 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from agent.core.flatten import pins_local_pods
 from agent.core.ipsets import node_addresses
 from agent.core.model import ClusterState, Family, Protocol, family_of
-from agent.core.ruleset import Chain, IPSet, Rule, Ruleset, SetType, Table, TargetKind
+from agent.core.ruleset import (
+    Chain,
+    IPSet,
+    Rule,
+    Ruleset,
+    SetType,
+    Table,
+    TargetKind,
+)
 from agent.core.trace import Packet, trace
 from agent.core.traceindex import TableIndex
 
@@ -236,16 +245,49 @@ class _ViewWalker:
         for match in rule.sets:
             self.consulted.add(match.name)
             ipset = self.ruleset.sets.get(match.name)
+            flags = match.direction.split(",")
             tests = "src" if match.direction == "src" else "dst"
             if ipset is None:
                 extras.append(("missing set", match.name))
+            elif ipset.type is SetType.HASH_IP_PORT_NET:  # flattened: pod,port,peer
+                if side not in flags:
+                    extras.append(ipset)
+                else:
+                    extras.append((match.name, self._entries_on(ipset, flags, side, ip)))
             elif tests != side:
+                if pins_local_pods(ipset.name):
+                    # gate/locals sets name local pods: the rule is theirs, as the
+                    # per-pod dispatch rules of a chain-per-pod layout were
+                    return None
                 extras.append(ipset)
             elif ipset.type is SetType.HASH_IP_PORT:
                 extras.append((match.name, self._entries_of(ipset, ip)))
             elif ipset.contains(ip) == match.negate:
                 return None
         return tuple(extras)
+
+    def _entries_on(self, ipset: IPSet, flags: list[str], side: str, ip: str) -> frozenset[str]:
+        """The entries of a multi-dimension set a packet with `ip` on `side` can match:
+        every address dimension tested on that side must hold `ip`."""
+        dims = ipset.type.dimensions
+        tested = zip(flags, dims, strict=True)
+        positions = [i for i, (f, d) in enumerate(tested) if f == side and d == "ip"]
+        found: frozenset[str] | None = None
+        for pos in positions:
+            key = f"{ipset.name}#{pos}"
+            by_part = self._port_entries.get(key)
+            if by_part is None:
+                grouped: dict[str, set[str]] = {}
+                for entry in ipset.members:
+                    grouped.setdefault(entry.split(",")[pos], set()).add(entry)
+                by_part = {k: frozenset(v) for k, v in grouped.items()}
+                self._port_entries[key] = by_part
+            here = set(by_part.get(ip, ()))
+            for part, entries in by_part.items():
+                if "/" in part and _in(ip, part):
+                    here |= entries
+            found = frozenset(here) if found is None else found & here
+        return found or frozenset()
 
     def _entries_of(self, ipset: IPSet, ip: str) -> frozenset[str]:
         by_ip = self._port_entries.get(ipset.name)
