@@ -69,6 +69,7 @@ class Applier:
         clock: Callable[[], float] = time.monotonic,
         executor: PayloadExecutor | None = None,
         clear_fast_path: FastPathClear | None = None,
+        revoke_fast_path: bool = True,
     ) -> None:
         self.backend = backend
         self.executor: PayloadExecutor = executor or (
@@ -79,6 +80,8 @@ class Applier:
         self._clear: FastPathClear | None = clear_fast_path or (
             clear_marks if executor is None else None
         )
+        if not revoke_fast_path:  # the agent's revocation deletes those flows instead
+            self._clear = None
         self.fast_path_clears = 0  # applies that revoked the fast path (tests, metrics)
         self._clock = clock
         self._applied: Ruleset | None = None

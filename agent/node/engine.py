@@ -175,7 +175,10 @@ def build_engine(settings: Settings, *, host_check: bool = True) -> Engine:
             log.error("HOST CHECK FAILED, same-node pod traffic is NOT policed: %s", exc)
     backend = select_backend(settings.backend)
     log.info("iptables backend selected", extra={"backend": backend.name, "mode": backend.mode})
-    dataplane = ApplierDataplane(Applier(backend))
+    # With revocation on (the default), flows no longer allowed lose their conntrack
+    # entry, fast-path mark included; without it the Applier clears the mark bit on
+    # every narrowing apply instead (agent.dataplane.fastpath).
+    dataplane = ApplierDataplane(Applier(backend, revoke_fast_path=not settings.revoke_established))
     drop_events = settings.nflog_group >= 0 and not backend.in_process
     if settings.nflog_group >= 0 and backend.in_process:
         log.warning("no drop events with the python-iptables backend (it cannot program NFLOG)")

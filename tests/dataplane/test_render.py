@@ -207,3 +207,19 @@ def test_payload_merges_hook_fixes_before_chain_deletion() -> None:
     assert plan(compiled(BASE), compiled(BASE)).payload(V4, in_place) == ""
     only_hooks = plan(compiled(BASE), compiled(BASE)).payload(V4, {})
     assert only_hooks.splitlines()[0] == "*filter" and len(only_hooks.splitlines()) == 5
+
+
+def test_narrows_when_anything_allowed_may_go() -> None:
+    from agent.core import flatten
+    from agent.core.model import Direction
+    from agent.core.render import narrows
+
+    gates = [flatten.gate_set(d, V4).name for d in Direction]
+    widen, _ = SET_ONLY_CHANGES["peer pod added"]
+    shrink, _ = SET_ONLY_CHANGES["peer pod deleted"]
+    isolate, _ = SET_ONLY_CHANGES["local pod isolated (relabelled into the policy)"]
+    assert not narrows(plan(compiled(BASE), compiled(widen)), gates)
+    assert narrows(plan(compiled(BASE), compiled(shrink)), gates)
+    assert narrows(plan(compiled(BASE), compiled(isolate)), gates)
+    assert narrows(plan(None, compiled(BASE)), gates)
+    assert not narrows(plan(compiled(BASE), compiled(BASE)), gates)
