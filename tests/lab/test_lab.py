@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from agent.core.model import Protocol
+from agent.core.flatten import counter_set
+from agent.core.model import Direction, Family, Protocol
 from agent.core.table import format_diff
+from agent.dataplane.applier import parse_counters
 from agent.lab.netsock import Attempt, probe
 from tests.lab.conftest import RunningLab
 from tests.lab.podspecs import pod_dict
@@ -42,18 +44,25 @@ def policy(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def drops(lab: RunningLab, node: str, chain: str, pod_key: str) -> int | None:
-    """Packets counted by `chain`'s rule for `pod_key` on `node` (None: no such rule)."""
+    """Packets `chain` counted for `pod_key` on `node` (None: the pod has no counter there).
+
+    The drop path counts per pod in the counter sets (one per direction and family,
+    entry comment ns/pod); `chain` names the direction.
+    """
     netns = lab.topo.node(node).netns
+    direction = Direction.EGRESS if chain.endswith("EGRESS") else Direction.INGRESS
     total: int | None = None
-    for tool in ("iptables-save", "iptables-legacy-save"):
-        if shutil.which(tool) is None:
-            continue
+    for family in Family:
+        name = counter_set(direction, family).name
         out = subprocess.run(
-            ["ip", "netns", "exec", netns, tool, "-c"], capture_output=True, text=True, check=False
+            ["ip", "netns", "exec", netns, "ipset", "list", name],
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
-        for line in out.splitlines():
-            if f"-A {chain} " in line and f'--comment "{pod_key}"' in line:
-                total = (total or 0) + int(line[1:].split(":", 1)[0])
+        for key, counter in parse_counters(out):
+            if key == pod_key:
+                total = (total or 0) + counter.packets
     return total
 
 
