@@ -257,7 +257,7 @@ def _one_backend(
     for _ in range(rounds):
         runs["none"].append(measure(client, server, seconds))
         for condition, ruleset in rulesets.items():
-            applier = Applier(backend)
+            applier = Applier(backend, revoke_fast_path=False)  # fresh namespace each time
             with inside(node.netns):
                 applier.apply(ruleset)
             try:

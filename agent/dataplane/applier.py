@@ -42,7 +42,7 @@ from agent.dataplane.pyiptc import PyIptcExecutor
 
 BUILTINS = ("FORWARD", "INPUT", "OUTPUT")
 _ENTRY = re.compile(r'^(\S+) packets (\d+) bytes (\d+)(?: comment "(.*)")?')
-FastPathClear = Callable[[Family, int], None]
+FastPathClear = Callable[[Family, int], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,7 @@ class Applier:
         if not revoke_fast_path:  # the agent's revocation deletes those flows instead
             self._clear = None
         self.fast_path_clears = 0  # applies that revoked the fast path (tests, metrics)
+        self.fast_path_clear_failures = 0  # of which some family could not be cleared
         self._clock = clock
         self._applied: Ruleset | None = None
         self._full_next = True
@@ -167,9 +168,10 @@ class Applier:
         gates = [flatten.gate_set(d, f).name for f in desired.tables for d in Direction]
         if not narrows(the_plan, gates):
             return
-        for family in sorted(desired.tables):
-            self._clear(family, desired.connmark)
+        results = [self._clear(family, desired.connmark) for family in sorted(desired.tables)]
         self.fast_path_clears += 1
+        if any(r is False for r in results):
+            self.fast_path_clear_failures += 1
 
     def _members_by_netlink(self, text: str, desired: Ruleset) -> bool:
         """Small add/del batches on hash:ip sets over netlink (agent.dataplane.netlinkset).

@@ -18,20 +18,35 @@ the fast path from outliving a narrowing.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 
-from agent.core.errors import ApplyError
 from agent.core.model import Family
 
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
 
-def clear_marks(family: Family, connmark: int) -> None:
-    """Zero bit(s) `connmark` in the mark of every conntrack entry of `family`."""
+
+def clear_marks(family: Family, connmark: int) -> bool:
+    """Zero bit(s) `connmark` in the mark of every conntrack entry of `family`.
+
+    Best effort: on a busy table the tool's dump can overflow its netlink buffer
+    ("No buffer space available"); it is retried, and a last failure is logged
+    and reported (False) rather than failing the sync: the flows concerned keep
+    the fast path, as established flows keep their conntrack entry.
+    """
     argv = ["conntrack", "-U", "-f", "ipv4" if family is Family.V4 else "ipv6"]
     argv += ["--mark", f"0/{connmark:#x}"]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        raise ApplyError(f"conntrack: {exc}") from exc
-    # An empty table is not an error ("0 flow entries have been updated").
-    if proc.returncode != 0 and " 0 flow entries" not in proc.stderr:
-        raise ApplyError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+    error = ""
+    for _ in range(ATTEMPTS):
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            error = str(exc)
+            break
+        # An empty table is not an error ("0 flow entries have been updated").
+        if proc.returncode == 0 or " 0 flow entries" in proc.stderr:
+            return True
+        error = proc.stderr.strip()
+    log.warning("could not clear the fast-path mark: %s", error, extra={"argv": argv})
+    return False
