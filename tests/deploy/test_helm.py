@@ -1,7 +1,7 @@
 """The Helm chart: lint-clean, valid objects, and for default values exactly deploy/base.
 
-Rendered with the real `helm` (Helm 4, built from its Go module by
-scripts/build-kubernetes). The chart may differ from the kustomize base only by
+Rendered with the real `helm` (Helm 4, and Helm 3 as `helm3`, both built from
+their Go modules by scripts/build-kubernetes). The chart may differ from the kustomize base only by
 Helm's own instructions (`helm.sh/*` annotations) and by what values ask for;
 with monitoring on it adds exactly deploy/monitoring's objects. Every flag a
 value turns on must parse and validate in the agent's own CLI and settings.
@@ -67,24 +67,28 @@ EVERYTHING = (
 )
 
 
-def helm(*args: str) -> str:
+# Helm 4, and Helm 3 (built as helm3): the chart must work with both.
+HELMS = ("helm", "helm3")
+
+
+def helm(*args: str, program: str = "helm") -> str:
     done = subprocess.run(
-        [upstream_tool("helm"), *args],
+        [upstream_tool(program), *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+    assert done.returncode == 0, f"{program} {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
     return done.stdout
 
 
-def template(*sets: str) -> list[Doc]:
+def template(*sets: str, program: str = "helm") -> list[Doc]:
     args = ["template", "netpol-agent", str(HELM_CHART.relative_to(REPO))]
     for value in sets:
         args += ["--set", value]
-    return [d for d in yaml.safe_load_all(helm(*args)) if d is not None]
+    return [d for d in yaml.safe_load_all(helm(*args, program=program)) if d is not None]
 
 
 def without_helm_annotations(doc: Doc) -> Doc:
@@ -115,23 +119,27 @@ def agent_args(docs: list[Doc]) -> list[str]:
     return args
 
 
-def test_chart_lints_clean() -> None:
-    out = helm("lint", "--strict", str(HELM_CHART.relative_to(REPO)))
+@pytest.mark.parametrize("program", HELMS)
+def test_chart_lints_clean(program: str) -> None:
+    chart = str(HELM_CHART.relative_to(REPO))
+    out = helm("lint", "--strict", chart, program=program)
     assert "0 chart(s) failed" in out, out
     for sets in (MONITORING_ON, EVERYTHING):
-        helm("lint", "--strict", str(HELM_CHART.relative_to(REPO)), "--set", ",".join(sets))
+        helm("lint", "--strict", chart, "--set", ",".join(sets), program=program)
 
 
-def test_default_values_render_exactly_the_kustomize_base() -> None:
-    chart = by_identity(template())
+@pytest.mark.parametrize("program", HELMS)
+def test_default_values_render_exactly_the_kustomize_base(program: str) -> None:
+    chart = by_identity(template(program=program))
     base = by_identity(render("deploy/base"))
     assert sorted(chart) == sorted(base)
     for key, doc in base.items():
         assert chart[key] == doc, f"{key} differs between the chart and deploy/base"
 
 
-def test_monitoring_on_adds_exactly_deploy_monitoring() -> None:
-    chart = by_identity(template(*MONITORING_ON))
+@pytest.mark.parametrize("program", HELMS)
+def test_monitoring_on_adds_exactly_deploy_monitoring(program: str) -> None:
+    chart = by_identity(template(*MONITORING_ON, program=program))
     base = by_identity(render("deploy/base"))
     monitoring = by_identity(render("deploy/monitoring"))
     assert sorted(chart) == sorted({**base, **monitoring})
