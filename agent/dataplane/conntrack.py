@@ -34,9 +34,10 @@ from agent.core.revoke import Flow
 PROTOCOLS = {6: Protocol.TCP, 17: Protocol.UDP, 132: Protocol.SCTP}
 NUMBERS = {p: n for n, p in PROTOCOLS.items()}
 TCP_SYN_SENT = 1
-# Each filtered dump is a walk of the kernel's whole table (~40 ms at 100,000 entries on
-# a busy 2-core node; one `scan` of it ~1 s): past this many addresses, scan.
-MAX_FILTERED_DUMPS = 8
+# Each filtered dump is a walk of the kernel's whole table (at 100,000 entries on a 2-core
+# node: ~60 ms, and one `scan` of it ~430 ms, 7-10 times more): past this many addresses
+# (two dumps each), scan.
+MAX_FILTERED_DUMPS = 4
 _AF = {Family.V4: socket.AF_INET, Family.V6: socket.AF_INET6}
 _IP = {Family.V4: "CTA_IP_V4", Family.V6: "CTA_IP_V6"}
 
