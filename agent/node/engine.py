@@ -181,7 +181,10 @@ def build_engine(settings: Settings, *, host_check: bool = True) -> Engine:
     dataplane = ApplierDataplane(Applier(backend, revoke_fast_path=not settings.revoke_established))
     drop_events = settings.nflog_group >= 0 and not backend.in_process
     if settings.nflog_group >= 0 and backend.in_process:
-        log.warning("no drop events with the python-iptables backend (it cannot program NFLOG)")
+        log.warning(
+            "no drop events with the python-iptables backend (it cannot program hashlimit, "
+            "and NFLOG prefixes crash it)"
+        )
     return Engine(
         compiler=compiler_for(settings, drop_events=drop_events),
         dataplane=dataplane,

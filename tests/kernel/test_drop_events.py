@@ -34,8 +34,9 @@ DENY_IN = make_policy("x/deny-in", {"podSelector": sel("pod=a"), "policyTypes": 
 DENY_OUT = make_policy("x/deny-out", {"podSelector": sel("pod=b"), "policyTypes": ["Egress"]})
 
 
-# python-iptables cannot program NFLOG or hashlimit (the kernel refuses its rules):
-# the agent logs no drops with that backend (agent.node.engine).
+# python-iptables cannot program hashlimit (the kernel refuses its rules with EINVAL)
+# and crashes on an NFLOG prefix after a match: the agent logs no drops with that
+# backend (agent.node.engine).
 @pytest.fixture(params=["nft", "legacy"])
 def node(request: pytest.FixtureRequest) -> Iterator[tuple[KernelNode, ClusterState]]:
     with kernel_node(request.param, "x", "y") as kn:
