@@ -49,11 +49,13 @@ def pending_pods(state: ClusterState, node: str) -> list[Pod]:
 
 
 def needs_hold(state: ClusterState, pod: Pod) -> bool:
-    """Would a policy isolate `pod` once it runs? (Any cluster-wide policy might.)"""
+    """Would a policy isolate `pod` once it runs? (Any cluster-wide policy might; audited
+    NetworkPolicies isolate nothing.)"""
     if state.cluster_policies:
         return True
     return any(
-        policy.policy_types and policy_selects(policy, pod) for policy in state.policies.values()
+        policy.enforced and policy.policy_types and policy_selects(policy, pod)
+        for policy in state.policies.values()
     )
 
 

@@ -32,9 +32,10 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from agent.core.errors import NetpolError
+from agent.core.flowviews import ViewTracker
 from agent.core.model import ClusterState
 from agent.core.model import Protocol as IPProtocol
-from agent.core.revoke import Flow, ViewTracker, forbidden, local_addresses, own_addresses
+from agent.core.revoke import Flow, forbidden, local_addresses, own_addresses
 from agent.core.ruleset import Ruleset
 
 log = logging.getLogger(__name__)

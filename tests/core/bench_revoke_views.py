@@ -15,9 +15,10 @@ import time
 
 from agent.bench.cluster import ClusterSpec, generate
 from agent.core.compile import CompileOptions
+from agent.core.flowviews import ViewTracker
 from agent.core.incremental import IncrementalCompiler
 from agent.core.model import Labels
-from agent.core.revoke import ViewTracker, local_addresses
+from agent.core.revoke import local_addresses
 
 
 def main() -> None:

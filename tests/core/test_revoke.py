@@ -11,16 +11,14 @@ from dataclasses import replace
 
 import pytest
 
+from agent.core.flowviews import View, changed_addresses, pod_views
 from agent.core.model import ClusterState, Family, NetworkPolicy, Protocol
 from agent.core.revoke import (
     Flow,
-    View,
-    changed_addresses,
     forbidden,
     local_addresses,
     opening_packet,
     own_addresses,
-    pod_views,
 )
 from agent.core.ruleset import Ruleset
 from agent.core.trace import trace

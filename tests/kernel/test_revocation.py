@@ -23,7 +23,8 @@ import pytest
 from agent.core.compile import CompileOptions, compile_ruleset
 from agent.core.model import ClusterState, Family, NetworkPolicy, Node, Protocol
 from agent.core.revoke import Flow
-from agent.dataplane.conntrack import MAX_FILTERED_DUMPS, TCP_SYN_SENT, Conntrack, scan
+from agent.dataplane.conntrack import MAX_FILTERED_DUMPS, TCP_SYN_SENT, Conntrack
+from agent.dataplane.ctscan import scan
 from agent.node.revocation import Revoker
 from agent.sandbox.setns import inside
 from agent.sandbox.sockets import echo_ok, open_tcp

@@ -168,8 +168,8 @@ def test_a_failed_pass_is_repeated_by_the_next_one() -> None:
 
 
 def test_pod_churn_elsewhere_walks_only_the_pods_that_consult_the_changed_set() -> None:
+    from agent.core.flowviews import ViewTracker
     from agent.core.incremental import IncrementalCompiler
-    from agent.core.revoke import ViewTracker
 
     a_from_b = make_policy(
         "x/a-from-b",
