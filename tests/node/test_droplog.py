@@ -223,3 +223,40 @@ def test_audit_enforcement_marks_every_policy_audited() -> None:
     finally:
         agent.stop()
     assert [(p.key, p.audit) for p in seen] == [("x/deny", True)]
+
+
+def test_closed_window_is_one_json_log_line() -> None:
+    import io
+
+    from agent.node.logs import setup_logging
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    setup_logging(fmt="json", level="info", stream=stream)
+    try:
+        dl = DropLog(window=1.0)
+        dl.add([event(10.0), event(10.5)])
+        dl.flush(11.0)
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+    [line] = [json.loads(x) for x in stream.getvalue().splitlines() if '"event"' in x]
+    assert line["msg"] == "drop" and line["event"] == "drop"
+    assert {k: line[k] for k in ("node", "direction", "pod", "peer", "protocol", "port")} == {
+        "node": "node-0",
+        "direction": "ingress",
+        "pod": "x/a",
+        "peer": "y/b",
+        "protocol": "TCP",
+        "port": 80,
+    }
+    assert (line["policies"], line["count"], line["first"], line["last"]) == (
+        "x/deny",
+        2,
+        10.0,
+        10.5,
+    )
