@@ -77,6 +77,22 @@ def upstream_tool(name: str) -> str:
     return path
 
 
+def run_tool(program: str, *args: str, timeout: float = 180) -> str:
+    """Run an upstream program (see upstream_tool) from the repository root; its stdout.
+
+    A non-zero exit fails the test with the command and everything it printed."""
+    done = subprocess.run(
+        [upstream_tool(program), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, f"{program} {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
 def kubectl() -> str:
     return upstream_tool("kubectl")
 

@@ -9,9 +9,6 @@ value turns on must parse and validate in the agent's own CLI and settings.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +24,7 @@ from tests.deploy.support import (
     containers,
     find,
     render,
-    upstream_tool,
+    run_tool,
     validate,
 )
 
@@ -72,16 +69,7 @@ HELMS = ("helm", "helm3")
 
 
 def helm(*args: str, program: str = "helm") -> str:
-    done = subprocess.run(
-        [upstream_tool(program), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"{program} {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
-    return done.stdout
+    return run_tool(program, *args)
 
 
 def template(*sets: str, program: str = "helm") -> list[Doc]:
@@ -102,9 +90,16 @@ def without_helm_annotations(doc: Doc) -> Doc:
     return {**doc, "metadata": meta}
 
 
+def is_hook(doc: Doc) -> bool:
+    return "helm.sh/hook" in doc["metadata"].get("annotations", {})
+
+
 def by_identity(docs: list[Doc]) -> dict[tuple[str, str, str], Doc]:
+    """The objects an install creates (not the hooks), by kind, namespace and name."""
     out: dict[tuple[str, str, str], Doc] = {}
     for doc in docs:
+        if is_hook(doc):
+            continue
         meta = doc["metadata"]
         key = (doc["kind"], meta.get("namespace", ""), meta["name"])
         assert key not in out, f"rendered twice: {key}"
@@ -232,45 +227,34 @@ def test_zero_is_a_value_not_unset() -> None:
     assert not any(a.startswith("--nflog-group") for a in agent_args(template()))
 
 
-def test_cleanup_hook_renders_nothing_without_a_cluster() -> None:
-    """The per-node cleanup jobs come from a lookup of the Nodes at uninstall time.
-
-    Offline (`helm template`) there are no Nodes, so no jobs.
-    """
-    assert not [d for d in template() if d["kind"] == "Job"]
+def cleanup_hook(docs: list[Doc]) -> Doc:
+    (hook,) = [d for d in docs if is_hook(d)]
+    return hook
 
 
-LOOKUP = '{{- range $node := (lookup "v1" "Node" "" "").items }}'
+@pytest.mark.parametrize("program", HELMS)
+def test_cleanup_hook_is_deploy_cleanups_daemonset_waiting_for_the_agent(program: str) -> None:
+    """The post-delete hook is deploy/cleanup's DaemonSet, except that its init container
+    first waits until the node's agent has stopped (its metrics port closed)."""
+    hook = cleanup_hook(template("agent.metricsPort=9900", program=program))
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "post-delete"
+    validate(hook, "cleanup hook")
+    (init,) = hook["spec"]["template"]["spec"]["initContainers"]
+    assert init["command"][:2] == ["bash", "-c"]
+    script = init["command"][2]
+    assert "/dev/tcp/127.0.0.1/9900" in script
+    cleanup = script.strip().splitlines()[-1].split()
+    assert cleanup[:2] == ["exec", "netpol-agent"]
+    assert build_parser().parse_args(cleanup[2:]).command == "cleanup"
+
+    kustomized = find(render("deploy/cleanup"), "DaemonSet", "netpol-agent-cleanup")
+    (k_init,) = kustomized["spec"]["template"]["spec"]["initContainers"]
+    assert k_init["command"] + k_init["args"] == ["netpol-agent", *cleanup[2:]]
+    del init["command"], k_init["command"], k_init["args"]
+    assert without_helm_annotations(hook) == kustomized
 
 
-def test_cleanup_jobs_one_per_node(tmp_path: Path) -> None:
-    """The jobs as uninstall renders them, with two Nodes standing in for the lookup.
-
-    (A copy of the chart whose lookup is replaced by a fixed list: `helm template`
-    cannot reach a cluster. helm uninstall against a real API server runs the real one.)
-    """
-    chart = tmp_path / "netpol-agent"
-    shutil.copytree(HELM_CHART, chart)
-    jobs_file = chart / "templates" / "cleanup-jobs.yaml"
-    text = jobs_file.read_text(encoding="utf-8")
-    assert LOOKUP in text
-    long_name = "node-with-a-name-longer-than-a-label.example.internal.cluster.example"
-    nodes = f'list (dict "metadata" (dict "name" "node-0")) (dict "metadata" (dict "name" "{long_name}"))'
-    jobs_file.write_text(text.replace(LOOKUP, "{{- range $node := " + nodes + " }}"))
-    out = helm("template", "netpol-agent", str(chart), "--set", "agent.metricsPort=9900")
-    jobs = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Job"]
-    assert [j["spec"]["template"]["spec"]["nodeName"] for j in jobs] == ["node-0", long_name]
-    for job in jobs:
-        validate(job, "cleanup job")
-        meta = job["metadata"]
-        assert len(meta["name"]) <= 63
-        assert meta["annotations"]["helm.sh/hook"] == "post-delete"
-        spec = job["spec"]["template"]["spec"]
-        assert spec["hostNetwork"] is True and spec["automountServiceAccountToken"] is False
-        (container,) = spec["containers"]
-        script = container["command"][-1]
-        assert "/dev/tcp/127.0.0.1/9900" in script
-        cleanup = script.splitlines()[-1].split()
-        assert cleanup[:2] == ["exec", "netpol-agent"]
-        assert build_parser().parse_args(cleanup[2:]).command == "cleanup"
-        assert container["securityContext"]["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
+def test_cleanup_hook_follows_the_agents_nodes_and_can_be_off() -> None:
+    hook = cleanup_hook(template("nodeSelector.kubernetes\\.io/os=linux"))
+    assert hook["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert not [d for d in template("cleanup.enabled=false") if is_hook(d)]
