@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from agent.lab import drops
 from agent.lab.apply import load_objects
-from tests.lab.conftest import RunningLab
+from tests.lab.conftest import RunningLab, start_lab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "001-deny-all-ingress"
@@ -145,3 +146,29 @@ def test_a_restarted_agent_binds_the_group_again(lab: RunningLab) -> None:
         assert {e["policies"][0] for e in fresh} == {"default/deny-all-ingress"}
     finally:
         lab.delete(objects)
+
+
+@pytest.fixture(scope="module")
+def audit_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    yield from start_lab(
+        tmp_path_factory.mktemp("lab"), nodes=2, agent_args=("--enforcement", "audit")
+    )
+
+
+def test_run_enforcement_audit_audits_every_policy(audit_lab: RunningLab) -> None:
+    """`netpol-agent run --enforcement audit` on every node: nothing blocked, all reported."""
+    objects = load_objects([EXAMPLE])
+    audit_lab.apply(objects)
+    try:
+        table, _ = audit_lab.probe(timeout=0.5)
+        assert all(ok for b in table.blocks for row in b.allowed.values() for ok in row.values())
+        deadline = time.monotonic() + 10
+        while True:
+            events, _ = drops.gather(audit_lab.topo)
+            if events or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert events and {e["action"] for e in events} == {"audit"}
+        assert {tuple(e["policies"]) for e in events} == {("default/deny-all-ingress",)}
+    finally:
+        audit_lab.delete(objects)
