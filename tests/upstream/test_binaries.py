@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,8 @@ def test_debian_cni_plugins_are_installed() -> None:
 
 def test_staging_modules_are_pinned_from_the_release_go_mod() -> None:
     release = version("kube-apiserver")
-    gomodcache = run("go", "env", "GOMODCACHE").strip()
+    go = shutil.which("go") or "/usr/local/go/bin/go"  # where build-kubernetes looks too
+    gomodcache = run(go, "env", "GOMODCACHE").strip()
     release_mod = Path(gomodcache, "cache/download/k8s.io/kubernetes/@v", f"{release}.mod")
     staging = set(re.findall(r"^\s*(k8s\.io/\S+) => \./staging/", release_mod.read_text(), re.M))
     assert len(staging) > 20
