@@ -240,9 +240,11 @@ def kernel_objects(lab: RunningLab, node: NodeSpec) -> dict[str, list[str]]:
         ["ip", "netns", "exec", node.netns, "ipset", "save"],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout  # fmt: skip
-    # (a set's hash seed, initval, is random at each creation)
+    # (a set's hash seed, initval, is random at each creation; member counters count traffic)
     out["ipset"] = sorted(
-        re.sub(r" initval 0x[0-9a-f]+", "", line) for line in sets.splitlines() if " npa-" in line
+        re.sub(r" initval 0x[0-9a-f]+| packets \d+ bytes \d+", "", line)
+        for line in sets.splitlines()
+        if " npa-" in line
     )
     return out
 
