@@ -1,12 +1,11 @@
 """Upgrading the agents from release 0.1.0 to this code, node by node, leaves no hole.
 
 A 2-node lab without its own agents runs the nine-pods model (the upstream e2e
-model) with policies. This test starts release 0.1.0's agent on every node: the
-source of commit RELEASE_0_1_0 (as CHANGELOG.md records it), extracted with
-`git archive` and run by the same interpreter and dependencies (`python -m
-agent` from that directory imports that `agent` package; its /metrics says
-0.1.0). Then it replaces the agents with the current code one node at a time,
-as the DaemonSet's rolling update does, while two pods per node open new
+model) with policies. This test starts release 0.1.0's agent on every node:
+commit RELEASE_0_1_0 (as CHANGELOG.md records it), installed with pip from
+`git archive` into a virtualenv of its own (its /metrics says 0.1.0). Then it
+replaces the agents with the current code one node at a time, as the
+DaemonSet's rolling update does, while two pods per node open new
 connections continuously to every other pod (TCP 80, UDP 81). Every attempt
 is checked against the policy engine: no forbidden connection may get through,
 no allowed one may be refused (a failed allowed attempt is retried at once
@@ -22,6 +21,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,27 +48,61 @@ pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"
 RELEASE_0_1_0 = "f96da26dc32a373562cfddb77c52e9890156e9f7"
+RELEASES = Path("/var/cache/netpol-agent/releases")
 CASES = ((80, Protocol.TCP), (81, Protocol.UDP))
 SETTLE = 3.0  # seconds of probing between two node replacements
 
 
+@dataclass(frozen=True)
+class Release:
+    """An agent to run: its interpreter, and a directory to run it from (`python -m agent`
+    imports `agent` from the working directory first)."""
+
+    version: str
+    python: str
+    cwd: Path
+
+
+CURRENT = Release(__version__, sys.executable, REPO)
+
+
 @pytest.fixture(scope="module")
-def release_0_1_0(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The agent package of release 0.1.0, from git."""
-    where = tmp_path_factory.mktemp("release-0.1.0")
-    archive = where / "src.tar"
+def release_0_1_0() -> Release:
+    """Release 0.1.0 installed from its commit into a virtualenv of its own.
+
+    Kept outside the repo (RELEASES, like the upstream binaries) and reused while it
+    imports as 0.1.0; built with `git archive` + `pip install` (about 20 s) otherwise.
+    """
+    home = RELEASES / f"0.1.0-{RELEASE_0_1_0[:7]}"
+    python = home / "venv" / "bin" / "python"
+    if version_of(python, home) != "0.1.0":
+        shutil.rmtree(home, ignore_errors=True)
+        (home / "src").mkdir(parents=True)
+        git = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "-o", str(home / "src.tar"), RELEASE_0_1_0],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert git.returncode == 0, f"release 0.1.0 ({RELEASE_0_1_0}) not in git: {git.stderr}"
+        with tarfile.open(home / "src.tar") as tar:
+            tar.extractall(home / "src", filter="data")
+        for argv in (
+            [sys.executable, "-m", "venv", str(home / "venv")],
+            [str(python), "-m", "pip", "install", "-q", str(home / "src")],
+        ):
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+            assert done.returncode == 0, f"{' '.join(argv)}:\n{done.stdout}{done.stderr}"
+        assert version_of(python, home) == "0.1.0"
+    return Release("0.1.0", str(python), home)
+
+
+def version_of(python: Path, cwd: Path) -> str | None:
+    if not python.exists():
+        return None
     done = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "-o", str(archive), RELEASE_0_1_0, "agent"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, f"release 0.1.0 ({RELEASE_0_1_0}) not in git: {done.stderr}"
-    with tarfile.open(archive) as tar:
-        tar.extractall(where, filter="data")
-    assert '__version__ = "0.1.0"' in (where / "agent" / "__init__.py").read_text()
-    return where
+        [str(python), "-c", "import agent; print(agent.__version__)"],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.stdout.strip() or None
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +117,13 @@ class Agents:
         self.lab = lab
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, node: NodeSpec, source: Path) -> None:
-        argv = agent_command(config=self.lab.config, node=node, paths=self.lab.paths)
+    def start(self, node: NodeSpec, release: Release) -> None:
+        argv = agent_command(
+            config=self.lab.config, node=node, paths=self.lab.paths, python=release.python
+        )
         with self.lab.paths.agent_log(node.name).open("ab") as log:
             self.procs[node.name] = subprocess.Popen(
-                argv, cwd=source, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+                argv, cwd=release.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
 
     def stop(self, node: NodeSpec) -> None:
@@ -268,22 +304,20 @@ def cleanup(lab: RunningLab, node: NodeSpec) -> None:
     )  # fmt: skip
 
 
-def roll(
-    lab: RunningLab, agents: Agents, *, to: Path, version: str, state: ClusterState, rv: int
-) -> Prober:
+def roll(lab: RunningLab, agents: Agents, *, to: Release, state: ClusterState, rv: int) -> Prober:
     """Replace every node's agent with `to`'s, one node at a time, probing throughout."""
     with Prober(lab, state) as prober:
         time.sleep(SETTLE)
         for node in lab.topo.nodes:
             agents.stop(node)
             agents.start(node, to)
-            agents.wait_ready(node, version, rv)
+            agents.wait_ready(node, to.version, rv)
             time.sleep(SETTLE)
     return prober
 
 
 def test_rolling_upgrade_from_0_1_0_and_back_without_a_hole(
-    lab: RunningLab, release_0_1_0: Path
+    lab: RunningLab, release_0_1_0: Release
 ) -> None:
     lab.apply_files(DATA / "nine-pods.yaml", DATA / "upgrade-policies.yaml")
     snap = lab_probe.settled_snapshot(lab.client, lab.topo, timeout=30)
@@ -296,13 +330,11 @@ def test_rolling_upgrade_from_0_1_0_and_back_without_a_hole(
         _, diff = lab.probe(list(CASES))
         assert diff.empty, f"0.1.0 before the upgrade:\n{format_diff(diff)}"
 
-        up = roll(lab, agents, to=REPO, version=__version__, state=snap.state,
-                  rv=snap.resource_version)  # fmt: skip
+        up = roll(lab, agents, to=CURRENT, state=snap.state, rv=snap.resource_version)
         up.assert_no_hole(f"upgrade 0.1.0 -> {__version__}")
         upgraded = {node.name: kernel_objects(lab, node) for node in lab.topo.nodes}
 
-        down = roll(lab, agents, to=release_0_1_0, version="0.1.0", state=snap.state,
-                    rv=snap.resource_version)  # fmt: skip
+        down = roll(lab, agents, to=release_0_1_0, state=snap.state, rv=snap.resource_version)
         down.assert_no_hole(f"rollback {__version__} -> 0.1.0")
         rolled_back = {node.name: kernel_objects(lab, node) for node in lab.topo.nodes}
 
@@ -321,7 +353,7 @@ def test_rolling_upgrade_from_0_1_0_and_back_without_a_hole(
         agents.stop_all()
         for node in lab.topo.nodes:
             cleanup(lab, node)
-            agents.start(node, REPO)
+            agents.start(node, CURRENT)
         for node in lab.topo.nodes:
             agents.wait_ready(node, __version__, snap.resource_version)
         fresh = {node.name: kernel_objects(lab, node) for node in lab.topo.nodes}
