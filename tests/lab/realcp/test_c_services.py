@@ -2,15 +2,18 @@
 
 One backend `web` on node-1 behind a ClusterIP Service and two NodePort Services
 (externalTrafficPolicy Cluster and Local); clients on both nodes, half of them allowed
-by the backend's ingress policy. Every path must give the engine's verdict for the
-packet the backend's node really sees:
+by the backend's ingress policy. Each path must give the engine's verdict for the
+source address the backend's node really sees (`seen_source`, docs/limitations.md):
 
-- ClusterIP, and NodePort through the backend's own node (either policy), and
-  NodePort Local through any node: the client pod itself (kube-proxy masquerades in
-  POSTROUTING, after our FORWARD chains, or not at all for pod sources with Local);
-- NodePort Cluster through the *other* node: that node's flannel.1 address (the
-  masquerade happens there, before the packet crosses to the backend's node), which
-  no pod selector matches (docs/limitations.md).
+- a pod's own node or a ClusterIP: the pod itself (kube-proxy's masquerade, if any,
+  happens in POSTROUTING, after our FORWARD chains, on the backend's node);
+- another node's address: Flannel (`--ip-masq`) masquerades the pod to its own
+  node's address on the way out (the destination is outside the pod network);
+  externalTrafficPolicy Local then sees an external client and only serves local
+  endpoints (none on node-0: kube-proxy drops);
+- externalTrafficPolicy Cluster through a node that is not the backend's: that
+  node masquerades to its flannel.1 address (10.244.<i>.0) before the packet
+  crosses, so the backend's node sees that address.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from typing import Any
 
 from agent.core.convert import state_from_dicts
-from agent.core.model import Protocol
+from agent.core.model import Pod, Protocol
 from agent.core.semantics import ReferenceEvaluator
 from agent.lab.kubelet import pod_netns
 from agent.lab.netsock import Attempt, probe
@@ -100,32 +103,50 @@ def test_service_probes_match_the_engine_for_the_backing_pod(real_lab: RealClust
         model = {p.key: p for p in snap.state.pods.values()}
         web = model[f"{NS}/web"]
 
-        # path name -> (destination address, port, source the backend's node sees or None=pod)
-        paths: dict[str, tuple[str, int, str | None]] = {
-            "ClusterIP": (cluster_ip, 8080, None),
-            "NodePort Cluster via node-1 (the backend's)": (
+        paths = {
+            "ClusterIP": (cluster_ip, 8080, None, "Cluster"),
+            "NodePort Cluster via node-0": (
+                node_ip["node-0"],
+                NODEPORT_CLUSTER,
+                "node-0",
+                "Cluster",
+            ),
+            "NodePort Cluster via node-1": (
                 node_ip["node-1"],
                 NODEPORT_CLUSTER,
-                None,
+                "node-1",
+                "Cluster",
             ),
-            "NodePort Cluster via node-0": (node_ip["node-0"], NODEPORT_CLUSTER, snat["node-0"]),
-            "NodePort Local via node-1 (the backend's)": (node_ip["node-1"], NODEPORT_LOCAL, None),
-            "NodePort Local via node-0": (node_ip["node-0"], NODEPORT_LOCAL, None),
+            "NodePort Local via node-0": (node_ip["node-0"], NODEPORT_LOCAL, "node-0", "Local"),
+            "NodePort Local via node-1": (node_ip["node-1"], NODEPORT_LOCAL, "node-1", "Local"),
         }
+
+        def seen_source(client: str, via: str | None, policy: str) -> Pod | str | None:
+            """What web's node sees as the source (None: kube-proxy drops the packet)."""
+            pod = model[f"{NS}/{client}"]
+            client_node = CLIENTS[client][1]
+            if via is None or via == client_node:  # ClusterIP, or the client's own node
+                if policy == "Cluster" and via is not None and via != "node-1":
+                    return snat[via]  # forwarded to node-1 after masquerading
+                return pod
+            source = node_ip[client_node]  # Flannel masqueraded it on its way out
+            if policy == "Local":
+                return source if via == "node-1" else None  # node-0 has no local endpoint
+            return source if via == "node-1" else snat[via]
+
         attempts = {
             (path, client): Attempt(
                 pod_netns(real_lab.topo, pods[client]["metadata"]["uid"]), addr, port, Protocol.TCP
             )
-            for path, (addr, port, _) in paths.items()
+            for path, (addr, port, _, _) in paths.items()
             for client in CLIENTS
         }
-        expected = {
-            (path, client): engine.allowed(
-                source if source is not None else model[f"{NS}/{client}"], web, 80, Protocol.TCP
+        expected = {}
+        for path, client in attempts:
+            source = seen_source(client, paths[path][2], paths[path][3])
+            expected[(path, client)] = source is not None and engine.allowed(
+                source, web, 80, Protocol.TCP
             )
-            for (path, client) in attempts
-            for source in [paths[path][2]]
-        }
         # kube-proxy programs Services a moment after the EndpointSlice appears: wait until
         # every expected-open path answers, then take the verdicts (blocked ones twice).
         deadline = time.monotonic() + 30
@@ -141,12 +162,13 @@ def test_service_probes_match_the_engine_for_the_backing_pod(real_lab: RealClust
             f"{'allow' if a else 'block'}"
             for (path, client), (e, a) in sorted(wrong.items())
         )
-        # What SNAT does: the allowed client is blocked when node-0 forwards (Cluster),
-        # and allowed through node-0 when the Service keeps the source (Local).
+        # What SNAT does to an allowed client: only its own node's ports and the ClusterIP
+        # keep it allowed.
         assert actual[("ClusterIP", "ok-0")] and not actual[("ClusterIP", "no-0")]
-        assert not actual[("NodePort Cluster via node-0", "ok-0")]
         assert actual[("NodePort Local via node-0", "ok-0")]
-        assert not actual[("NodePort Local via node-1 (the backend's)", "no-0")]
+        assert actual[("NodePort Cluster via node-1", "ok-1")]
+        assert not actual[("NodePort Cluster via node-0", "ok-0")]
+        assert not actual[("NodePort Cluster via node-1", "ok-0")]
     finally:
         real_lab.remove(OBJECTS)
 
