@@ -2,7 +2,8 @@
 
 - /metrics  Prometheus exposition of the registry (OpenMetrics when asked for).
 - /healthz  liveness: 500 when a due sync has not succeeded within the threshold.
-- /readyz   readiness: 200 once every kind was listed and the first apply succeeded.
+- /readyz   readiness: 200 once every kind was listed and the first apply succeeded,
+            503 naming the kind while the API server refuses a list or watch (401/403).
 - /statusz  JSON: {"version", "ready", "synced_resource_version" (a string),
             "last_sync_unix", "node", ...}; the lab's convergence probe reads it.
 - /drops    JSON: {"events": [...]}, the recent drop/audit events, oldest first
