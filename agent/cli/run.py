@@ -13,11 +13,12 @@ import sys
 from agent.core.errors import ConfigError
 
 _DESCRIPTION = """\
-Watch Pods, Namespaces, NetworkPolicies and this node's Node through the Kubernetes
-API and keep this node's iptables/ipset rules in step with them. Nothing is written
-to the kernel until every kind has been listed; rules stay in place on SIGTERM and
-the next start adopts them. Metrics and health (/metrics /healthz /readyz /statusz)
-are served on --metrics-bind-address.
+Watch Pods, Namespaces, NetworkPolicies, Nodes and ClusterNetworkPolicies (when the
+CRD is installed) through the Kubernetes API and keep this node's iptables/ipset rules
+in step with them. Nothing is written to the kernel until every kind has been listed;
+rules stay in place on SIGTERM and the next start adopts them. Metrics, health and
+drop events (/metrics /healthz /readyz /statusz /drops) are served on
+--metrics-bind-address.
 """
 
 
