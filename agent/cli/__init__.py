@@ -5,13 +5,15 @@ subcommand; the parser it adds sets `func` (taking the parsed namespace and
 returning an exit code) with `set_defaults(func=...)`. Modules import their
 heavy dependencies inside the handler so that `--help` stays fast.
 
-Exit codes: 0 success, 1 a check failed (e.g. --expect differences), 2 bad input.
+Exit codes: 0 success, 1 a check failed (e.g. --expect differences), 2 bad input,
+141 the reader of our output went away (`... | head`), as a SIGPIPE'd tool would.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable, Sequence
@@ -57,3 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `netpol-agent ... | head`: the reader is gone. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain, and exit like a SIGPIPE'd tool.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
