@@ -113,19 +113,33 @@ class Programs:
                 proc.wait(timeout=1)
         self.pid_path(name).unlink(missing_ok=True)
 
-    def stop_all(self, names: Sequence[str] | None = None) -> None:
-        for name in list(names if names is not None else reversed(list(self._children))):
-            self.stop(name)
+    def stop_all(self, *, timeout: float = 2.0) -> None:
+        """Stop every program at once; what is still running after `timeout` is killed
+        (the lab's state is thrown away, and kube-apiserver waits >10 s for a gone etcd)."""
+        names = list(self._children)
+        pids = [pid for name in names if (pid := self.pid(name)) is not None]
+        terminate_all(pids, timeout=timeout)
+        for name in names:
+            self.stop(name, timeout=0.0)
 
 
 def terminate(pid: int, *, timeout: float) -> None:
     """SIGTERM, then SIGKILL after `timeout` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    terminate_all([pid], timeout=timeout)
+
+
+def terminate_all(pids: Sequence[int], *, timeout: float) -> None:
+    """SIGTERM to all, then SIGKILL to those still running after `timeout` seconds."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if processes.state(pid) in (None, "Z"):
-            return
+    alive = list(pids)
+    while alive:
+        alive = [pid for pid in alive if processes.state(pid) not in (None, "Z")]
+        if not alive or time.monotonic() >= deadline:
+            break
         time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
