@@ -303,6 +303,8 @@ class _Tracking:
 
     def _seen(self, resource_version: str) -> None:
         self._watcher.resource_version = resource_version
+        if not self.delivered:  # the watch is served again: no refusal to report
+            self._watcher._problem(None)
         self.delivered += 1
 
     def replace(self, kind: Kind, objects: Mapping[str, object], resource_version: str) -> None:

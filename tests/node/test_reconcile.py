@@ -252,3 +252,18 @@ def test_missing_node_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> 
         rig.clock.advance(1)
         rig.rec.step()
     assert len([r for r in caplog.records if "check --node-name" in r.getMessage()]) == 1
+
+
+def test_refused_watch_makes_readyz_fail_and_statusz_tracks_kinds() -> None:
+    rig = Rig()
+    rig.list_all()
+    rig.rec.step()
+    assert rig.rec.ready() == (True, "ok")
+    synced = rig.rec.statusz()["synced_resource_versions"]
+    assert synced["pods"] and all(v.isdigit() for v in synced.values())
+    rig.rec.note_watch_problem(Kind.PODS, "HTTP 403: watch pods: forbidden")
+    ok, why = rig.rec.ready()
+    assert not ok and "pods: HTTP 403: watch pods: forbidden" in why
+    assert rig.dataplane.applied  # nothing flushed, nothing re-applied for it
+    rig.rec.note_watch_problem(Kind.PODS, None)
+    assert rig.rec.ready() == (True, "ok")
