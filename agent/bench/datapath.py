@@ -241,6 +241,20 @@ def _rules_per_packet(
     return out
 
 
+def round_ratios(
+    none: Sequence[dict[str, float]], rules: Sequence[dict[str, float]], key: str
+) -> list[float]:
+    """Per round: the rate with rules over the no-rules rate of the same round, averaged
+    with the next round's (the machine's load drifts; adjacent runs share most of it)."""
+    out: list[float] = []
+    for r, with_rules in enumerate(rules):
+        near = [none[r][key]] + ([none[r + 1][key]] if r + 1 < len(none) else [])
+        base = sum(near) / len(near)
+        if base:
+            out.append(with_rules[key] / base)
+    return out
+
+
 def _one_backend(
     node: NodeSandbox,
     backend: Backend,
@@ -254,12 +268,16 @@ def _one_backend(
     large: bool = False,
 ) -> list[Result]:
     runs: dict[str, list[dict[str, float]]] = {"none": [], **{c: [] for c in rulesets}}
-    for _ in range(rounds):
-        runs["none"].append(measure(client, server, seconds))
-        for condition, ruleset in rulesets.items():
+    conditions: list[str] = ["none", *rulesets]
+    for r in range(rounds):
+        # rotate the order each round so that no condition always follows another
+        for condition in conditions[r % len(conditions) :] + conditions[: r % len(conditions)]:
+            if condition == "none":
+                runs["none"].append(measure(client, server, seconds))
+                continue
             applier = Applier(backend, revoke_fast_path=False)  # fresh namespace each time
             with inside(node.netns):
-                applier.apply(ruleset)
+                applier.apply(rulesets[condition])
             try:
                 runs[condition].append(measure(client, server, seconds))
             finally:
@@ -267,7 +285,7 @@ def _one_backend(
                     applier.cleanup()
     med = {c: {k: median([r[k] for r in rs]) for k in rs[0]} for c, rs in runs.items()}
     log(f"datapath {backend.name}: {json.dumps(med)}")
-    detail = {"runs": runs, "seconds": seconds}
+    detail: dict[str, object] = {"runs": runs, "seconds": seconds}
     name = backend.name
     out: list[Result] = []
     for key, label, unit, goal in (
@@ -285,20 +303,20 @@ def _one_backend(
                 "datapath", name, f"{label}, {with_label}", with_rules * scale, unit, None, detail
             )
         )
-        ratio = with_rules / base if base else 0.0
-        out.append(Result("datapath", name, f"{label} ratio", ratio, "x", goal, detail))
-        other = med["unselected"][key] / base if base else 0.0
-        out.append(
-            Result(
-                "datapath",
-                name,
-                f"{label} ratio, server unselected",
-                other,
-                "x",
-                UNSELECTED_GOAL,
-                detail,
+        for condition, suffix, cond_goal in (
+            ("policies", "", goal),
+            ("unselected", ", server unselected", UNSELECTED_GOAL),
+        ):
+            ratios = round_ratios(runs["none"], runs[condition], key)
+            spread = {"ratios": [round(x, 3) for x in ratios]}
+            value = median(ratios)
+            out.append(
+                Result("datapath", name, f"{label} ratio{suffix}", value, "x", cond_goal, spread)
             )
-        )
+            lo, hi = (min(ratios), max(ratios)) if ratios else (0.0, 0.0)
+            for bound, v in (("lowest", lo), ("highest", hi)):
+                name_ = f"{label} ratio{suffix}, {bound} round"
+                out.append(Result("datapath", name, name_, v, "x", None, spread))
     failures = med["policies"]["tcp_connect_failures"]
     if failures:
         out.append(

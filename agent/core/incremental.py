@@ -34,7 +34,7 @@ from typing import TypeVar
 from agent.core import flatten
 from agent.core.chainbuild import ChainBuilder
 from agent.core.compile import CompileOptions, compile_ruleset, counter_entry
-from agent.core.layout import extension_inputs, extensions
+from agent.core.layout import extension_inputs, follow_local_pods
 from agent.core.livesets import LiveSets, Spec
 from agent.core.model import ClusterState, Direction, Family, NetworkPolicy, Pod
 from agent.core.podindex import PodIndex
@@ -159,7 +159,7 @@ class IncrementalCompiler:
             policies
             or prev.nodes.get(self.node) != state.nodes.get(self.node)
             or extension_inputs(extra, prev) != extension_inputs(extra, state)
-            or (local_changed and extensions(extra))  # extensions see the local pods
+            or (local_changed and follow_local_pods(extra, state))
         ):
             self._relayout(state)
         if policies:

@@ -31,7 +31,11 @@ in OUTPUT, which carries host traffic too).
 
 Incremental compilation rebuilds the layout when `Extension.inputs(state)`
 changes between two states (compared with ==), so an extension whose rules
-depend on cluster objects must return them (or a digest) there.
+depend on cluster objects must return them (or a digest) there. An extension
+whose contribution also follows this node's pods in ways `inputs` does not
+return sets the class attribute `follows_local_pods = True`: the layout is
+then rebuilt on every local pod change while its `inputs` are non-empty
+(a local pod change rebuilds nothing otherwise: rules never name pods).
 """
 
 from __future__ import annotations
@@ -128,3 +132,10 @@ def extensions(extra: Sequence[Extension]) -> list[Extension]:
 
 def extension_inputs(extra: Sequence[Extension], state: ClusterState) -> tuple[object, ...]:
     return tuple(e.inputs(state) for e in extensions(extra))
+
+
+def follow_local_pods(extra: Sequence[Extension], state: ClusterState) -> bool:
+    """Must a local pod change rebuild the layout (see the module docstring)?"""
+    return any(
+        getattr(e, "follows_local_pods", False) and bool(e.inputs(state)) for e in extensions(extra)
+    )

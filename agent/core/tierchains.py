@@ -96,6 +96,8 @@ def isolated_by_network_policy(
 class TierStage:
     """The Extension of one tier (`layout.Stage.ADMIN` or `layout.Stage.BASELINE`)."""
 
+    follows_local_pods = True  # subject sets read the local pods' isolation (layout.py)
+
     def __init__(self, tier: Tier) -> None:
         self.tier = tier
 
