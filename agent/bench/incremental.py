@@ -39,6 +39,7 @@ from agent.sandbox import netns
 from agent.sandbox.setns import inside
 
 EVENT_TIMEOUT = 30.0
+SLOW_MS = 50.0  # events slower than this are itemised in the result detail
 POD_GOAL = Goal("<=", 20.0)
 POLICY_GOAL = Goal("<=", 50.0)
 NO_RULES = Goal("<=", 0)
@@ -54,6 +55,7 @@ class Samples:
     chains: list[int] = field(default_factory=list)
     set_entries: list[int] = field(default_factory=list)
     missed: int = 0
+    slow: list[dict[str, float]] = field(default_factory=list)  # events over SLOW_MS: why
 
 
 class Twin:
@@ -142,7 +144,18 @@ def run_incremental(
                     if record is None:
                         s.missed += 1
                         continue
-                    s.latency_ms.append((record.done - began) * 1000)
+                    latency = (record.done - began) * 1000
+                    s.latency_ms.append(latency)
+                    if latency > SLOW_MS:  # where did the time go?
+                        s.slow.append(
+                            {
+                                "latency_ms": round(latency, 1),
+                                "waited_ms": round((record.started - began) * 1000, 1),
+                                "compile_ms": round(record.compile_s * 1000, 1),
+                                "apply_ms": round(record.apply_s * 1000, 1),
+                                "full": float(record.result.full),
+                            }
+                        )
                     s.compile_ms.append(record.compile_s * 1000)
                     s.apply_ms.append(record.apply_s * 1000)
                     c = record.result.counts
@@ -177,6 +190,7 @@ def _results(backend: str, samples: dict[str, Samples], label: str) -> list[Resu
             "latency_max_ms": round(max(s.latency_ms, default=0.0), 2),
             "latency_over_100ms": sum(1 for v in s.latency_ms if v > 100),
             "latency_over_1s": sum(1 for v in s.latency_ms if v > 1000),
+            "slow_events": s.slow[:20],
             "compile_p50_ms": round(quantile(s.compile_ms, 0.5), 2),
             "apply_p50_ms": round(quantile(s.apply_ms, 0.5), 2),
             "apply_p99_ms": round(quantile(s.apply_ms, 0.99), 2),

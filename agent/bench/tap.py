@@ -55,7 +55,8 @@ class _RecordingApplier(Applier):
 
 class Tap:
     def __init__(self, backend: Backend, netns: str) -> None:
-        self.applier = _RecordingApplier(backend)
+        # as the agent by default: revocation (its own thread) revokes the fast path
+        self.applier = _RecordingApplier(backend, revoke_fast_path=False)
         self.dataplane = ApplierDataplane(self.applier)
         self.netns = netns
         self.records: list[Applied] = []
