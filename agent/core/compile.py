@@ -144,9 +144,17 @@ class _Compiler:
             if policy.enforced:  # audited policies isolate nothing (agent.core.audit)
                 self.policies[policy.namespace].append(policy)
         # (local pod uid, direction) -> the policies isolating it, sorted by ns/name.
-        self.isolating: dict[tuple[str, Direction], list[NetworkPolicy]] = {}
-        for pod in self.local:
-            self.isolating.update(self.isolation_of(pod))
+        self._isolating: dict[tuple[str, Direction], list[NetworkPolicy]] | None = None
+
+    @property
+    def isolating(self) -> dict[tuple[str, Direction], list[NetworkPolicy]]:
+        """(local pod uid, direction) -> the policies isolating it (computed on first use:
+        the incremental compiler asks pod by pod instead)."""
+        if self._isolating is None:
+            self._isolating = {}
+            for pod in self.local:
+                self._isolating.update(self.isolation_of(pod))
+        return self._isolating
 
     def isolation_of(self, pod: Pod) -> dict[tuple[str, Direction], list[NetworkPolicy]]:
         out: dict[tuple[str, Direction], list[NetworkPolicy]] = {}

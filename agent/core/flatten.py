@@ -167,18 +167,21 @@ def _way(d: Direction) -> str:
     return d.value.lower()
 
 
+@functools.lru_cache(maxsize=4096)
 def gate_set(d: Direction, family: Family) -> IPSet:
     name = naming.set_name(naming.SET_GATE, family, f"gate|{_way(d)}")
     what = f"local pods a policy isolates for {_way(d)} (the gate to the verdict)"
     return IPSet(name, SetType.HASH_IP, family, description=what)
 
 
+@functools.lru_cache(maxsize=4096)
 def counter_set(d: Direction, family: Family) -> IPSet:
     name = naming.set_name(naming.SET_COUNTERS, family, f"count|{_way(d)}")
     what = f"local pods a policy isolates for {_way(d)}: drop counters, comment ns/pod"
     return IPSet(name, SetType.HASH_IP, family, description=what, counters=True)
 
 
+@functools.lru_cache(maxsize=4096)
 def port_set(d: Direction, family: Family) -> IPSet:
     name = naming.set_name(naming.SET_PORTS, family, f"ports|{_way(d)}")
     what = f"{_way(d)} allowed on a port: local pod,proto:port,peer"
@@ -192,6 +195,7 @@ def describe_ports(ports: Fallback | None) -> str:
     return f"{proto.value} " + ("every port" if lo is None else f"ports {lo}-{hi}")
 
 
+@functools.lru_cache(maxsize=4096)
 def locals_set(d: Direction, family: Family, ports: Fallback | None, source: str) -> IPSet:
     """The local pods a pair rule lets reach (or be reached by) `source` on `ports`."""
     spec = "any" if ports is None else f"{ports[0].value}|{ports[1]}-{ports[2]}"

@@ -153,7 +153,8 @@ class IncrementalCompiler:
             if old_labels != new_labels:
                 self._live.namespace_changed(ns, old_labels, new_labels, skip=skip)
         self._propagate()
-        policies = bool(_changed(prev.policies, state.policies))
+        changed_policies = _changed(prev.policies, state.policies)
+        policies = bool(changed_policies)
         extra = self.options.extensions
         if (
             policies
@@ -162,8 +163,14 @@ class IncrementalCompiler:
             or (local_changed and follow_local_pods(extra, state))
         ):
             self._relayout(state)
-        if policies:
-            local_changed = set(self._local) | local_changed
+        if policies:  # a policy isolates and allows for pods of its own namespace only
+            spaces = {
+                p.namespace
+                for key in changed_policies
+                for p in (prev.policies.get(key), state.policies.get(key))
+                if p is not None
+            }
+            local_changed |= {uid for uid, pod in self._local.items() if pod.namespace in spaces}
         elif local_changed:
             self._builder_for(state)
         if local_changed:

@@ -12,6 +12,7 @@ of `iptables-save` follow the rule comments (`ns/policy`, `ns/pod`) instead.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import re
 
@@ -47,6 +48,7 @@ SET_LOCALS = "l"  # hash:ip, local pods allowed (every port, a wide range) from 
 _TEMP_MARK = "t"  # npa-t<kind><family>-...: scratch copy for create-fill-swap
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def digest(key: str, n: int = _HASH_CHARS) -> str:
     """The first n base32 characters of sha256(key): 5 bits each, 80 bits by default."""
     raw = hashlib.sha256(key.encode("utf-8")).digest()
@@ -65,6 +67,7 @@ def policy_chain(direction: str, policy_key: str) -> str:
     return f"{CHAIN_PREFIX}{tag}-{digest('policy|' + policy_key)}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def set_name(kind: str, family: Family, key: str) -> str:
     """npa-<kind><4|6>-<hash of key>, e.g. `npa-s4-MZXW6YTBOI2DGNBV`, lower-cased."""
     return f"{SET_PREFIX}{kind}{int(family)}-{digest(key).lower()}"
@@ -76,6 +79,7 @@ def temp_set_name(name: str) -> str:
     return f"{SET_PREFIX}{_TEMP_MARK}{name[len(SET_PREFIX) :]}"
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def selector_key(selector: LabelSelector) -> str:
     """A canonical text for a selector: equal selectors, equal keys, whatever the order."""
     labels = ",".join(f"{k}={v}" for k, v in sorted(selector.match_labels))

@@ -25,6 +25,7 @@ Rules (DESIGN.md "Syncing"):
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -41,6 +42,19 @@ from agent.node.state import Snapshot, Store, min_resource_version
 from agent.node.views import Diagnostics, state_view
 
 log = logging.getLogger(__name__)
+
+
+def settle_heap() -> None:
+    """After the first sync: collect once, then freeze what survived.
+
+    The cluster state, the compiler's caches and the client's objects are
+    hundreds of thousands of long-lived objects; every full (generation 2)
+    collection walked them all, 0.1-0.4 s at 10,000 pods, and a watch event
+    arriving meanwhile waited (the 355-413 ms outliers of the incremental
+    benchmark). Frozen objects are never scanned again; later objects are.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 Compiler = Callable[[ClusterState], Any]  # state -> the desired ruleset for this node
@@ -235,6 +249,8 @@ class Reconciler:
                 "resource_version": snap.synced_resource_version,
             },
         )
+        if first:
+            settle_heap()
         return SyncOutcome(action, True, seconds)
 
     def _after_apply(self, state: ClusterState, ruleset: Any) -> None:
