@@ -171,8 +171,8 @@ class IncrementalCompiler:
                 if p is not None
             }
             local_changed |= {uid for uid, pod in self._local.items() if pod.namespace in spaces}
-        elif local_changed:
-            self._builder_for(state)
+        elif local_changed and self._builder is None:
+            self._builder_for(state)  # else reuse it: policies and node did not change
         if local_changed:
             self._retarget(state, local_changed)
         return self._finish(state)
