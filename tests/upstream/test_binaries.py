@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 UPSTREAM = Path(os.environ.get("NPA_UPSTREAM", "/var/cache/netpol-agent/upstream"))
@@ -30,6 +31,7 @@ PROGRAMS = (
     "kubectl",
     "flanneld",
     "cni-flannel",
+    "crd-clusternetworkpolicies",
     "helm",
     "helm3",
 )
@@ -99,6 +101,16 @@ def test_helm_reports_the_release(program: str) -> None:
 def test_flannel_cni_plugin_speaks_cni() -> None:
     out = run(binary("cni-flannel"), env={"CNI_COMMAND": "VERSION"})
     assert "0.4.0" in json.loads(out)["supportedVersions"]
+
+
+def test_clusternetworkpolicy_crd_is_the_release_file() -> None:
+    entry = versions()["crd-clusternetworkpolicies"]
+    crd = yaml.safe_load(Path(entry["path"]).read_text(encoding="utf-8"))
+    annotations = crd["metadata"]["annotations"]
+    assert crd["metadata"]["name"] == "clusternetworkpolicies.policy.networking.k8s.io"
+    assert annotations["policy.networking.k8s.io/bundle-version"] == entry["version"]
+    assert annotations["policy.networking.k8s.io/channel"] == "experimental"
+    assert "v1alpha2" in [v["name"] for v in crd["spec"]["versions"] if v["served"]]
 
 
 def test_debian_cni_plugins_are_installed() -> None:
