@@ -8,7 +8,7 @@ import pytest
 
 from agent.core.errors import InputError
 from agent.lab.probe import kind_lag
-from agent.lab.realcp import binaries, cni, flannel, kubeproxy
+from agent.lab.realcp import binaries, cni, crds, flannel, kubeproxy
 from agent.lab.state import LabConfig
 from agent.lab.topology import FLANNELD, node_commands
 
@@ -73,3 +73,13 @@ def test_kind_lag_needs_every_kind_applied() -> None:
     pending = {**good, "resource_versions": {"pods": "61", "namespaces": "60"}}
     assert "received 61, applied 60" in kind_lag(pending, kinds)
     assert kind_lag("unreachable: refused", kinds) == "unreachable: refused"
+
+
+def test_missing_crd_names_the_file_and_the_build_script(tmp_path: Path) -> None:
+    with pytest.raises(binaries.MissingBinaries) as err:
+        crds.find(tmp_path)
+    assert "policy.networking.k8s.io_clusternetworkpolicies.yaml" in str(err.value)
+    assert "scripts/build-kubernetes" in str(err.value)
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / crds.CRD_FILES[0]).write_text("kind: CustomResourceDefinition\n")
+    assert crds.find(tmp_path) == [tmp_path / "crds" / crds.CRD_FILES[0]]

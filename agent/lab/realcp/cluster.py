@@ -8,6 +8,7 @@ namespaces (see docs/lab.md):
     in the control-plane (underlay) namespace; kubectl reaches the API server
     through a relay on the host's 127.0.0.1;
  3. RBAC: Flannel's ClusterRole, deploy/base's ServiceAccount and ClusterRole;
+    the upstream ClusterNetworkPolicy CRD (crds.py; Established before the agents);
  4. nodes register one at a time and get their podCIDR from node IPAM;
  5. flanneld on every node (waiting for its subnet file), kube-proxy on every node;
  6. the lab kubelets wire pods through the real CNI plugins and bind them
@@ -32,7 +33,16 @@ from agent.lab.client import JSON, ApiClient, ApiStatusError
 from agent.lab.daemon import READY_TIMEOUT, Lab
 from agent.lab.kubelet import Kubelet
 from agent.lab.netsock import ListenerServer
-from agent.lab.realcp import binaries, bootstrap, controlplane, flannel, kubeconfigs, nodes, pki
+from agent.lab.realcp import (
+    binaries,
+    bootstrap,
+    controlplane,
+    crds,
+    flannel,
+    kubeconfigs,
+    nodes,
+    pki,
+)
 from agent.lab.realcp.cni import CniNetwork, link_plugins
 from agent.lab.realcp.kubeproxy import kube_proxy
 from agent.lab.realcp.procs import Programs
@@ -43,6 +53,7 @@ from agent.lab.topology import API_IP, LabError
 log = logging.getLogger("agent.lab.realcp")
 API_READY_TIMEOUT = 120.0
 FLANNEL_TIMEOUT = 60.0
+CRD_TIMEOUT = 30.0
 ADMIN_USER = "lab-admin"
 
 
@@ -53,6 +64,7 @@ class RealLab(Lab):
         t0 = time.monotonic()
         timings: dict[str, float] = {}
         bins = binaries.find()
+        crd_files = crds.find()
         root = self.paths.root
         topology.build(self.topo)
         self._stops.append(self._destroy_network)
@@ -111,6 +123,7 @@ class RealLab(Lab):
         wait_ready(client, programs, "kube-apiserver", timeout=API_READY_TIMEOUT)
         timings["apiserver_s"] = time.monotonic() - t0
         programs.start(controlplane.controller_manager(bins, netns, files))
+        crd_names = crds.install(client, crd_files)
 
         bootstrap.apply_all(client, flannel.rbac() + bootstrap.agent_objects())
         for node in self.topo.nodes:
@@ -180,6 +193,8 @@ class RealLab(Lab):
         watcher.start()
         self._stops.append(watcher.stop)
 
+        crds.wait_established(client, crd_names, timeout=CRD_TIMEOUT)
+        timings["crds_s"] = time.monotonic() - t0
         if self.config.agents:
             supervisor = AgentSupervisor(config=self.config, topo=self.topo, paths=self.paths)
             supervisor.start()
