@@ -6,6 +6,14 @@ process can serve every pod's ports and probe every pair: the sandbox's
 socket. Listeners accept TCP (and SCTP) connections and echo UDP datagrams;
 all of them are served by one selector thread. Probes are non-blocking
 connects (or UDP echo requests) driven by one selector loop with a deadline.
+
+Every probe is a new flow: its source port is the next one of its (namespace,
+destination, port, protocol) in PROBE_SOURCE_PORTS, never the kernel's random
+pick. A 5-tuple reused while conntrack still holds an entry of an earlier probe
+(UDP: 30-120 s) is that old flow to the kernel, and the agent revokes flows a
+narrowed policy forbids only after the sync (docs/limitations.md: "Established
+flows are cut after the sync, not by it"; a revoked TCP flow stays a tombstone
+that a new connection from the same source port rides).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import random
 import resource
 import selectors
 import socket
@@ -25,6 +34,9 @@ from agent.core.model import Family, Protocol, family_of
 from agent.sandbox.setns import inside
 
 PROBE_PAYLOAD = b"npa-probe"
+# Below the kernel's default ephemeral range (32768-60999), so that no socket of the lab
+# picks one of them by itself.
+PROBE_SOURCE_PORTS = range(20000, 32768)
 _TYPES = {
     Protocol.TCP: (socket.SOCK_STREAM, socket.IPPROTO_TCP),
     Protocol.UDP: (socket.SOCK_DGRAM, socket.IPPROTO_UDP),
@@ -147,6 +159,45 @@ class ListenerServer:
                     continue
 
 
+class SourcePorts:
+    """Hands out a source port per probe: for one (namespace, destination, port,
+    protocol) the ports follow each other from a random start, so a 5-tuple comes back
+    only after len(PROBE_SOURCE_PORTS) probes of that same pair."""
+
+    def __init__(self, ports: range = PROBE_SOURCE_PORTS) -> None:
+        self.ports = ports
+        self._next: dict[tuple[str, str, int, Protocol], int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, att: Attempt) -> int:
+        key = (att.src_netns, att.dst_ip, att.port, att.protocol)
+        with self._lock:
+            n = self._next.get(key)
+            if n is None:
+                n = random.randrange(len(self.ports))
+            self._next[key] = n + 1
+        return self.ports[n % len(self.ports)]
+
+
+SOURCE_PORTS = SourcePorts()
+
+
+def bind_source_port(sock: socket.socket, att: Attempt, *, tries: int = 8) -> int | None:
+    """Bind `sock` to the attempt's next source port (skipping ports in use in its
+    namespace, e.g. a pod listening there); None leaves the choice to the kernel."""
+    host = "::" if family_of(att.dst_ip) is Family.V6 else "0.0.0.0"
+    for _ in range(tries):
+        port = SOURCE_PORTS.take(att)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+                continue
+            return None
+        return port
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One probe: from a namespace to an address, port and protocol."""
@@ -203,6 +254,7 @@ def _probe_batch(attempts: Sequence[Attempt], timeout: float) -> dict[Attempt, b
             for att, sock in created:
                 socks.append(sock)
                 sock.setblocking(False)
+                bind_source_port(sock, att)
                 addr = (att.dst_ip, att.port)
                 if att.protocol is Protocol.UDP:
                     try:

@@ -17,7 +17,14 @@ from agent.core.convert import pod_from_dict
 from agent.core.model import Family, Protocol
 from agent.lab import topology
 from agent.lab.kubelet import Kubelet, pod_netns
-from agent.lab.netsock import Attempt, ListenerServer, probe
+from agent.lab.netsock import (
+    PROBE_SOURCE_PORTS,
+    Attempt,
+    ListenerServer,
+    SourcePorts,
+    open_socket,
+    probe,
+)
 from agent.lab.probe import probe_table
 from tests.lab.podspecs import pod_dict
 
@@ -174,3 +181,48 @@ def test_host_network_pod_listens_in_node_namespace(net: Net) -> None:
         timeout=1.0,
     )
     assert list(got.values()) == [True, True, True]
+
+
+def test_probe_source_ports_follow_each_other() -> None:
+    ports = SourcePorts(range(100, 103))
+    att = Attempt("npa-x", "10.244.0.10", 80, Protocol.UDP)
+    first = ports.take(att)
+    taken = [first] + [ports.take(att) for _ in range(5)]
+    assert taken == [100 + (first - 100 + i) % 3 for i in range(6)]
+
+
+def test_every_probe_is_a_new_flow(net: Net) -> None:
+    """Probing a pair again never reuses a source port (the kernel's random pick may:
+    a reused UDP 5-tuple rides the previous probe's conntrack entry)."""
+    net.add(pod_dict("x/a", node="node-0", ports=((80, "TCP"),)))
+    net.add(pod_dict("x/b", node="node-1", ports=((80, "TCP"),)))
+    net.settle()
+    a, b = net.model_pods()
+    seen: list[tuple[str, int]] = []
+    server = open_socket(pod_netns(net.topo, b.uid), Family.V4, Protocol.UDP)
+    server.bind(("0.0.0.0", 9999))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def echo() -> None:
+        while not stop.is_set():
+            try:
+                data, addr = server.recvfrom(64)
+            except OSError:
+                continue
+            seen.append(addr)
+            server.sendto(data, addr)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    try:
+        att = Attempt(pod_netns(net.topo, a.uid), b.ips[0], 9999, Protocol.UDP)
+        for _ in range(20):
+            assert probe([att], timeout=2.0) == {att: True}
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    ports = [port for _ip, port in seen]
+    assert len(set(ports)) == 20, ports
+    assert all(port in PROBE_SOURCE_PORTS for port in ports)
