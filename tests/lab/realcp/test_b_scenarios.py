@@ -25,8 +25,8 @@ from tests.lab.realcp.conftest import RealCluster, wait_running
 from tests.lab.test_examples import with_udp_twins
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-# ClusterNetworkPolicy examples need the policy API's CRD, which the real lab does not
-# install yet (docs/lab.md); every other example runs.
+# ClusterNetworkPolicy examples run in test_g_cnp.py (against the upstream CRD and their
+# expected.txt); every other example runs here.
 EXAMPLE_DIRS = sorted(
     p
     for p in EXAMPLES.iterdir()
