@@ -52,11 +52,7 @@ def node_object(topo: Topology, node: topology.NodeSpec) -> dict[str, object]:
         "kind": "Node",
         "metadata": {
             "name": node.name,
-            "labels": {
-                "kubernetes.io/hostname": node.name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-            },
+            "labels": topology.node_labels(node),
             "annotations": {"flannel.alpha.coreos.com/public-ip": node.ip},
         },
         "spec": {"podCIDR": cidrs[0], "podCIDRs": cidrs},

@@ -84,6 +84,15 @@ class Topology:
         raise LabError(f"lab {self.name!r} has no node {name!r}")
 
 
+def node_labels(node: NodeSpec) -> dict[str, str]:
+    """The well-known labels a kubelet puts on its Node object at registration."""
+    return {
+        "kubernetes.io/hostname": node.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+    }
+
+
 def netns_prefix(name: str) -> str:
     return f"npa-lab-{name}-"
 

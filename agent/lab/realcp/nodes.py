@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from agent.lab.client import ApiClient, ApiStatusError
-from agent.lab.topology import LabError, NodeSpec
+from agent.lab.topology import LabError, NodeSpec, node_labels
 
 KUBELET_VERSION = "v0.0.0-lab-kubelet"
 
@@ -25,11 +25,7 @@ def node_object(node: NodeSpec) -> dict[str, Any]:
         "kind": "Node",
         "metadata": {
             "name": node.name,
-            "labels": {
-                "kubernetes.io/hostname": node.name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-            },
+            "labels": node_labels(node),
             # What a kubelet annotates at registration (flanneld expects a non-empty map).
             "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
         },
